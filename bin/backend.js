@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+// The `backend` command. The code is TypeScript run by Node 24's type stripping; where the
+// machine's Node is older, re-run this file with the Node 24 that npm installed with the project.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const major = Number(process.versions.node.split('.')[0]);
+if (major >= 24) {
+  const { runCli } = await import('../src/cli/main.ts');
+  const code = await runCli(process.argv.slice(2));
+  if (code !== 0) process.exit(code);
+} else {
+  const pinned = fileURLToPath(new URL('../node_modules/node/bin/node', import.meta.url));
+  if (!existsSync(pinned)) {
+    process.stderr.write(`backend: needs Node.js 24 (this is ${process.version}); run \`npm install\` first\n`);
+    process.exit(1);
+  }
+  const child = spawn(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
+}

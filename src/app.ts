@@ -1,0 +1,38 @@
+// buildApp(deps): the Fastify app with its plugins and routes. It never listens (main.ts does),
+// so tests build the real app with test adapters and call app.inject().
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Clock } from './clock.ts';
+import type { Config } from './config.ts';
+import type { Db } from './db/db.ts';
+import { registerErrorHandler } from './http/plugins/error-handler.ts';
+import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
+import { healthRoutes } from './http/routes/health.routes.ts';
+import { type Logger, parseTraceContext, traceBindings } from './logger.ts';
+
+export interface AppDeps {
+  config: Config;
+  db: Db;
+  logger: Logger;
+  clock: Clock;
+}
+
+/** The largest body any route accepts: Cloud Tasks' 1 MB task limit, with room for headers. */
+export const BODY_LIMIT_BYTES = 1_048_576;
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    logController: new CloudLoggingLogController(),
+    bodyLimit: BODY_LIMIT_BYTES,
+    trustProxy: true,
+    requestIdHeader: false,
+    // Every line logged while serving a request carries its trace, so Cloud Logging groups them.
+    childLoggerFactory: (logger, bindings, opts, rawReq) =>
+      logger.child({ ...bindings, ...traceBindings(parseTraceContext(rawReq.headers), config.tasks.projectId) }, opts),
+    return503OnClosing: true,
+  });
+  registerErrorHandler(app);
+  healthRoutes(app, { db: deps.db });
+  return app;
+}

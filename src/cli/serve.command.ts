@@ -1,0 +1,15 @@
+// `backend serve` (what `npm start` runs): the whole service in one process.
+import type { Command } from 'commander';
+import { closeOnSignals, startService } from '../main.ts';
+import { cliContext } from './cli-context.ts';
+
+export function serveCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('start the HTTP service (migrates the database first)')
+    .action(async () => {
+      const { config, logger } = cliContext();
+      const service = await startService(config, { logger });
+      closeOnSignals(service, logger, config.shutdownTimeoutMs);
+    });
+}

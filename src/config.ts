@@ -1,0 +1,283 @@
+// The one configuration schema (SPEC §3): environment → typed, frozen Config, validated once at boot.
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  readonly issues: readonly string[];
+  constructor(issues: string[]) {
+    super(issues.join('\n'));
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/** Variables whose values never appear in an error message or a log line. */
+export const SECRET_VARIABLES = [
+  'DATABASE_URL',
+  'TASK_SECRET',
+  'WHATSAPP_VERIFY_TOKEN',
+  'WHATSAPP_APP_SECRET',
+  'WHATSAPP_ACCESS_TOKEN',
+  'LLM_API_KEY',
+  'STRIPE_WEBHOOK_SECRET',
+  'OAUTH_CLIENT_SECRET',
+  'SESSION_SECRET',
+] as const;
+
+// An empty variable means unset: `FOO= npm start` must behave like no FOO at all.
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (typeof v === 'string' && v.trim() === '' ? undefined : v), schema.optional());
+
+const httpUrl = (expected = 'an http(s) URL such as https://example.com') =>
+  z.string().refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return u.protocol === 'http:' || u.protocol === 'https:';
+      } catch {
+        return false;
+      }
+    },
+    { error: `expected ${expected}` },
+  );
+
+const bool = z
+  .enum(['true', 'false', '1', '0'], { error: 'expected true or false' })
+  .transform((v) => v === 'true' || v === '1');
+
+const intIn = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: `expected an integer from ${min} to ${max}` })
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, { error: `expected an integer from ${min} to ${max}` });
+
+const email = z.email({ error: 'expected an e-mail address' });
+
+const secret32 = z.string().min(32, { error: 'expected at least 32 characters' });
+
+const databaseUrl = z.string().refine((v) => v === 'memory://' || /^postgres(ql)?:\/\//.test(v), {
+  error: 'expected postgres://user:password@host:port/database (or ?host=/cloudsql/… for a socket) or memory://',
+});
+
+const envSchema = z.object({
+  PORT: optional(intIn(1, 65535)),
+  HOST: optional(z.string().min(1)),
+  PUBLIC_BASE_URL: optional(httpUrl('an http(s) URL with no path, query or fragment, such as https://api.example.com')),
+  DATA_DIR: optional(z.string().min(1)),
+  DATABASE_URL: optional(databaseUrl),
+  TASKS_BACKEND: optional(z.enum(['emulator', 'cloud'], { error: 'expected emulator or cloud' })),
+  CLOUD_TASKS_EMULATOR_HOST: optional(
+    z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/, { error: 'expected host:port, such as 127.0.0.1:8123' }),
+  ),
+  GCP_PROJECT_ID: optional(
+    z.string().regex(/^[A-Za-z0-9\-:.]{1,100}$/, { error: 'expected a project id of letters, digits, -, : and .' }),
+  ),
+  GCP_LOCATION: optional(z.string().regex(/^[a-z0-9-]{1,63}$/, { error: 'expected a location such as us-central1' })),
+  TASKS_INVOKER_SERVICE_ACCOUNT: optional(email),
+  TASKS_OIDC_AUDIENCE: optional(z.string().min(1)),
+  TASKS_AUTH: optional(
+    z.enum(['oidc', 'cloud-run-iam', 'secret', 'oidc-or-secret'], {
+      error: 'expected oidc, cloud-run-iam, secret or oidc-or-secret',
+    }),
+  ),
+  TASK_SECRET: optional(secret32),
+  WHATSAPP_VERIFY_TOKEN: optional(z.string()),
+  WHATSAPP_APP_SECRET: optional(z.string()),
+  WHATSAPP_ACCESS_TOKEN: optional(z.string()),
+  WHATSAPP_PHONE_NUMBER_ID: optional(z.string().regex(/^\d+$/, { error: 'expected the numeric phone number id' })),
+  WHATSAPP_API_BASE_URL: optional(httpUrl()),
+  LLM_BASE_URL: optional(httpUrl('an OpenAI-compatible base URL such as http://localhost:11434/v1')),
+  LLM_API_KEY: optional(z.string()),
+  LLM_MODEL: optional(z.string().min(1)),
+  STRIPE_WEBHOOK_SECRET: optional(
+    z.string().startsWith('whsec_', { error: 'expected a Stripe signing secret (whsec_…)' }),
+  ),
+  STRIPE_PAYMENT_LINK_URL: optional(httpUrl('an https://buy.stripe.com/… Payment Link URL')),
+  OAUTH_ISSUER_URL: optional(httpUrl()),
+  OAUTH_CLIENT_ID: optional(z.string()),
+  OAUTH_CLIENT_SECRET: optional(z.string()),
+  ADMIN_EMAILS: optional(
+    z
+      .string()
+      .transform((v) =>
+        v
+          .split(',')
+          .map((s) => s.trim().toLowerCase())
+          .filter(Boolean),
+      )
+      .pipe(z.array(z.email({ error: 'expected a comma-separated list of e-mail addresses' }))),
+  ),
+  SESSION_SECRET: optional(secret32),
+  SCRAPER_ALLOW_PRIVATE_NETWORKS: optional(bool),
+  LOG_LEVEL: optional(
+    z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], {
+      error: 'expected trace, debug, info, warn, error, fatal or silent',
+    }),
+  ),
+  LOG_FORMAT: optional(z.enum(['json', 'pretty'], { error: 'expected json or pretty' })),
+  TASK_RUN_RETENTION_DAYS: optional(intIn(1, 3650)),
+  SHUTDOWN_TIMEOUT_MS: optional(intIn(0, 60_000)),
+});
+
+export type TasksAuthMode = 'oidc' | 'cloud-run-iam' | 'secret' | 'oidc-or-secret';
+
+export type DatabaseConfig =
+  | { readonly kind: 'pglite'; readonly dataDir: string | null } // null: in memory
+  | { readonly kind: 'postgres'; readonly url: string };
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly publicBaseUrl: string;
+  readonly dataDir: string;
+  readonly database: DatabaseConfig;
+  readonly tasks: {
+    readonly backend: 'emulator' | 'cloud';
+    readonly emulatorHost: string | undefined;
+    readonly projectId: string;
+    readonly location: string;
+    readonly invokerServiceAccount: string;
+    readonly oidcAudience: string;
+    readonly auth: TasksAuthMode;
+    readonly secret: string | undefined;
+    readonly runRetentionDays: number;
+  };
+  readonly whatsapp: {
+    readonly verifyToken: string | undefined;
+    readonly appSecret: string | undefined;
+    readonly accessToken: string | undefined;
+    readonly phoneNumberId: string | undefined;
+    readonly apiBaseUrl: string;
+  };
+  readonly llm: {
+    readonly baseUrl: string | undefined;
+    readonly apiKey: string | undefined;
+    readonly model: string | undefined;
+  };
+  readonly stripe: { readonly webhookSecret: string | undefined; readonly paymentLinkUrl: string | undefined };
+  readonly oauth: {
+    readonly issuerUrl: string;
+    readonly clientId: string | undefined;
+    readonly clientSecret: string | undefined;
+  };
+  readonly adminEmails: readonly string[];
+  /** Set in cloud mode; in local mode main.ts fills it from $DATA_DIR (see local-secrets.ts). */
+  readonly sessionSecret: string | undefined;
+  readonly scraperAllowPrivateNetworks: boolean;
+  readonly log: { readonly level: string; readonly format: 'json' | 'pretty' | undefined };
+  readonly shutdownTimeoutMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function describeIssue(issue: z.core.$ZodIssue, env: Env): string {
+  const variable = String(issue.path[0] ?? 'environment');
+  const raw = env[variable];
+  const shown = (SECRET_VARIABLES as readonly string[]).includes(variable)
+    ? '(value hidden)'
+    : JSON.stringify(raw ?? '');
+  return `${variable}=${shown} is not valid: ${issue.message}`;
+}
+
+/** Validates the environment; throws ConfigError with one line per invalid variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => describeIssue(i, env)));
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  const port = e.PORT ?? 8080;
+  const backend = e.TASKS_BACKEND ?? 'emulator';
+  const cloud = backend === 'cloud';
+
+  let publicBaseUrl = e.PUBLIC_BASE_URL ?? `http://localhost:${port}`;
+  const base = new URL(publicBaseUrl);
+  if (base.search || base.hash || (base.pathname !== '/' && base.pathname !== '')) {
+    problems.push(
+      `PUBLIC_BASE_URL=${JSON.stringify(publicBaseUrl)} is not valid: expected an http(s) URL with no path, query or fragment`,
+    );
+  }
+  publicBaseUrl = base.origin;
+
+  const auth = e.TASKS_AUTH ?? 'oidc';
+  if ((auth === 'secret' || auth === 'oidc-or-secret') && !e.TASK_SECRET) {
+    problems.push(`TASK_SECRET is required when TASKS_AUTH=${auth}: expected at least 32 characters`);
+  }
+  if (cloud) {
+    const need = (name: keyof typeof e, why: string) => {
+      if (e[name] === undefined) problems.push(`${name} is required when TASKS_BACKEND=cloud: ${why}`);
+    };
+    need('GCP_PROJECT_ID', 'expected the Google Cloud project id that holds the queues');
+    need('GCP_LOCATION', 'expected the Cloud Tasks location, such as us-central1');
+    need('PUBLIC_BASE_URL', 'expected the Cloud Run service URL that tasks are pushed to');
+    need('SESSION_SECRET', 'expected at least 32 random characters to sign session cookies');
+    if (auth !== 'secret') need('TASKS_INVOKER_SERVICE_ACCOUNT', 'expected the service account in the OIDC tokens');
+    if (e.CLOUD_TASKS_EMULATOR_HOST) {
+      problems.push(
+        'CLOUD_TASKS_EMULATOR_HOST must be unset when TASKS_BACKEND=cloud: expected no emulator in cloud mode',
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const dataDir = e.DATA_DIR ?? '.data';
+  const database: DatabaseConfig =
+    e.DATABASE_URL === undefined
+      ? { kind: 'pglite', dataDir: `${dataDir}/pglite` }
+      : e.DATABASE_URL === 'memory://'
+        ? { kind: 'pglite', dataDir: null }
+        : { kind: 'postgres', url: e.DATABASE_URL };
+
+  const config: Config = {
+    port,
+    host: e.HOST ?? '0.0.0.0',
+    publicBaseUrl,
+    dataDir,
+    database,
+    tasks: {
+      backend,
+      emulatorHost: e.CLOUD_TASKS_EMULATOR_HOST,
+      projectId: e.GCP_PROJECT_ID ?? 'local',
+      location: e.GCP_LOCATION ?? 'us-central1',
+      invokerServiceAccount: e.TASKS_INVOKER_SERVICE_ACCOUNT ?? 'tasks-invoker@local.iam.gserviceaccount.com',
+      oidcAudience: e.TASKS_OIDC_AUDIENCE ?? publicBaseUrl,
+      auth,
+      secret: e.TASK_SECRET,
+      runRetentionDays: e.TASK_RUN_RETENTION_DAYS ?? 30,
+    },
+    whatsapp: {
+      verifyToken: e.WHATSAPP_VERIFY_TOKEN,
+      appSecret: e.WHATSAPP_APP_SECRET,
+      accessToken: e.WHATSAPP_ACCESS_TOKEN,
+      phoneNumberId: e.WHATSAPP_PHONE_NUMBER_ID,
+      apiBaseUrl: (e.WHATSAPP_API_BASE_URL ?? 'https://graph.facebook.com/v23.0').replace(/\/+$/, ''),
+    },
+    llm: { baseUrl: e.LLM_BASE_URL, apiKey: e.LLM_API_KEY, model: e.LLM_MODEL },
+    stripe: { webhookSecret: e.STRIPE_WEBHOOK_SECRET, paymentLinkUrl: e.STRIPE_PAYMENT_LINK_URL },
+    oauth: {
+      issuerUrl: e.OAUTH_ISSUER_URL ?? 'https://accounts.google.com',
+      clientId: e.OAUTH_CLIENT_ID,
+      clientSecret: e.OAUTH_CLIENT_SECRET,
+    },
+    adminEmails: e.ADMIN_EMAILS ?? [],
+    sessionSecret: e.SESSION_SECRET,
+    scraperAllowPrivateNetworks: e.SCRAPER_ALLOW_PRIVATE_NETWORKS ?? false,
+    log: { level: e.LOG_LEVEL ?? 'info', format: e.LOG_FORMAT },
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 9_000,
+  };
+  return deepFreeze(config);
+}
+
+/** Returns a copy of the config with some fields replaced, frozen again (tests, local secrets). */
+export function withOverrides(config: Config, overrides: Partial<Config>): Config {
+  return deepFreeze({ ...structuredClone(config), ...overrides });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

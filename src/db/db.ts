@@ -1,0 +1,25 @@
+// The database port (pg-boss's one-function idea): query and transaction. Adapters: pglite.ts, postgres.ts.
+
+export interface QueryResult<R> {
+  rows: R[];
+  /** Rows inserted, updated or deleted (or returned, for SELECT). */
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<R = Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Runs a script of several statements with no parameters (migrations). */
+  exec(script: string): Promise<void>;
+}
+
+/** A handle inside one transaction. Use it, never the Db, for every statement of the transaction. */
+export interface Tx extends Queryable {
+  readonly inTransaction: true;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs fn in one transaction: COMMIT when it resolves, ROLLBACK when it throws. */
+  transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
