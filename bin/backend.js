@@ -3,10 +3,13 @@
 // machine's Node is older, re-run this file with the Node 24 that npm installed with the project.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major >= 24) {
+  // V8's code cache on disk (in the OS temp dir): later starts skip compiling the dependencies.
+  module.enableCompileCache?.();
   const { runCli } = await import('../src/cli/main.ts');
   const code = await runCli(process.argv.slice(2));
   if (code !== 0) process.exit(code);

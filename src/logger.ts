@@ -1,7 +1,9 @@
 // Logs as JSON lines in the shape Cloud Logging reads (severity, message, time, trace), or pretty
 // lines for a person at a terminal. Secrets are redacted wherever they could appear.
+import { createRequire } from 'node:module';
 import { pino } from 'pino';
-import pretty from 'pino-pretty';
+
+const require = createRequire(import.meta.url);
 
 export type Logger = pino.Logger;
 
@@ -51,6 +53,8 @@ export function createLogger(options: LoggerOptions): Logger {
   const format = options.format ?? (process.stdout.isTTY ? 'pretty' : 'json');
   const redact = { paths: REDACT_PATHS, censor: '[redacted]' };
   if (format === 'pretty') {
+    // Loaded only for a terminal: containers never pay for it.
+    const pretty = require('pino-pretty') as typeof import('pino-pretty');
     const stream = pretty({ sync: true, messageKey: 'message', ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' });
     return pino({ level: options.level, messageKey: 'message', redact, base: undefined }, stream);
   }

@@ -1,6 +1,5 @@
 // `backend serve` (what `npm start` runs): the whole service in one process.
 import type { Command } from 'commander';
-import { closeOnSignals, startService } from '../main.ts';
 import { cliContext } from './cli-context.ts';
 
 export function serveCommand(program: Command): void {
@@ -9,6 +8,8 @@ export function serveCommand(program: Command): void {
     .description('start the HTTP service (migrates the database first)')
     .action(async () => {
       const { config, logger } = cliContext();
+      // Loaded on use, so `backend --help` and the other commands do not load the whole service.
+      const { closeOnSignals, startService } = await import('../main.ts');
       const service = await startService(config, { logger });
       closeOnSignals(service, logger, config.shutdownTimeoutMs);
     });

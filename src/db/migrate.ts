@@ -71,6 +71,12 @@ export async function migrate(
   migrations: readonly Migration[] = loadMigrations(),
   onApplied: (name: string, ms: number) => void = () => {},
 ): Promise<MigrateResult> {
+  // Fast path for every start after the first: one read, no locks, when nothing is pending.
+  const recorded = await readApplied(db);
+  if (recorded && migrations.every((m) => recorded.has(m.id))) {
+    for (const m of migrations) assertUnchanged(recorded.get(m.id)!, m);
+    return { applied: [], alreadyApplied: migrations.length };
+  }
   const applied: string[] = [];
   let alreadyApplied = 0;
   for (const migration of migrations) {
@@ -110,11 +116,16 @@ export async function pendingMigrations(
   db: Db,
   migrations: readonly Migration[] = loadMigrations(),
 ): Promise<string[]> {
+  const recorded = await readApplied(db);
+  return migrations.filter((m) => !recorded?.has(m.id)).map((m) => m.name);
+}
+
+/** The recorded migrations by id, or undefined when the table does not exist yet. */
+async function readApplied(db: Db): Promise<Map<number, Applied> | undefined> {
   const { rows } = await db.query<{ exists: boolean }>("SELECT to_regclass('schema_migrations') IS NOT NULL AS exists");
-  if (!rows[0]?.exists) return migrations.map((m) => m.name);
+  if (!rows[0]?.exists) return undefined;
   const applied = await db.query<Applied>('SELECT id, name, checksum FROM schema_migrations');
-  const byId = new Map(applied.rows.map((r) => [r.id, r]));
-  return migrations.filter((m) => !byId.has(m.id)).map((m) => m.name);
+  return new Map(applied.rows.map((r) => [r.id, r]));
 }
 
 function assertUnchanged(existing: Applied, migration: Migration): void {

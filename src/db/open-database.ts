@@ -1,11 +1,15 @@
 // Picks the database adapter from configuration. Only main.ts, cli/ and test helpers call it.
 import type { DatabaseConfig } from '../config.ts';
 import type { Db } from './db.ts';
-import { openPglite } from './pglite.ts';
-import { openPostgres } from './postgres.ts';
 
+/** Loads only the adapter in use: start-up should not pay for the engine it does not run. */
 export async function openDatabase(config: DatabaseConfig): Promise<Db> {
-  return config.kind === 'postgres' ? openPostgres({ url: config.url }) : openPglite({ dataDir: config.dataDir });
+  if (config.kind === 'postgres') {
+    const { openPostgres } = await import('./postgres.ts');
+    return openPostgres({ url: config.url });
+  }
+  const { openPglite } = await import('./pglite.ts');
+  return openPglite({ dataDir: config.dataDir });
 }
 
 export function describeDatabase(config: DatabaseConfig): string {

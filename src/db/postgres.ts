@@ -40,6 +40,13 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
   });
   // An idle client that loses its server emits here; without a listener the process would crash.
   pool.on('error', () => {});
+  const script = async (c: pg.Pool | pg.PoolClient, sql: string) => {
+    try {
+      await c.query(sql); // simple protocol: several statements allowed, one result per statement
+    } catch (err) {
+      throw mapError(err);
+    }
+  };
   const run = async <R>(c: pg.Pool | pg.PoolClient, text: string, values?: readonly unknown[]) => {
     try {
       const r = await c.query(text, values as unknown[] | undefined);
@@ -52,9 +59,7 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
     kind: 'postgres',
     pool,
     query: (text, values) => run(pool, text, values),
-    exec: async (script) => {
-      await run(pool, script);
-    },
+    exec: (sql) => script(pool, sql),
     async transaction(fn) {
       let client: pg.PoolClient;
       try {
@@ -68,9 +73,7 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
         const tx: Tx = {
           inTransaction: true,
           query: (text, values) => run(client, text, values),
-          exec: async (script) => {
-            await run(client, script);
-          },
+          exec: (sql) => script(client, sql),
         };
         const result = await fn(tx);
         await run(client, 'COMMIT');

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const issuesOf = (env: Record<string, string>): string[] => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return [...err.issues];
+  }
+  assert.fail('expected a ConfigError');
+};
+
+describe('config', () => {
+  test('no variables at all: the local defaults of SPEC §3', () => {
+    const c = loadConfig({});
+    assert.equal(c.port, 8080);
+    assert.equal(c.publicBaseUrl, 'http://localhost:8080');
+    assert.equal(c.dataDir, '.data');
+    assert.deepEqual(c.database, { kind: 'pglite', dataDir: '.data/pglite' });
+    assert.equal(c.tasks.backend, 'emulator');
+    assert.equal(c.tasks.projectId, 'local');
+    assert.equal(c.tasks.location, 'us-central1');
+    assert.equal(c.tasks.invokerServiceAccount, 'tasks-invoker@local.iam.gserviceaccount.com');
+    assert.equal(c.tasks.oidcAudience, 'http://localhost:8080');
+    assert.equal(c.tasks.auth, 'oidc');
+    assert.equal(c.whatsapp.apiBaseUrl, 'https://graph.facebook.com/v23.0');
+    assert.equal(c.oauth.issuerUrl, 'https://accounts.google.com');
+    assert.equal(c.scraperAllowPrivateNetworks, false);
+    assert.deepEqual(c.adminEmails, []);
+  });
+
+  test('derived defaults follow the variables they derive from', () => {
+    const c = loadConfig({ PORT: '9000', DATA_DIR: '/var/lib/x', PUBLIC_BASE_URL: 'https://api.example.com/' });
+    assert.equal(c.publicBaseUrl, 'https://api.example.com');
+    assert.equal(c.tasks.oidcAudience, 'https://api.example.com');
+    assert.deepEqual(c.database, { kind: 'pglite', dataDir: '/var/lib/x/pglite' });
+    assert.equal(loadConfig({ PORT: '9000' }).publicBaseUrl, 'http://localhost:9000');
+  });
+
+  test('DATABASE_URL selects the engine', () => {
+    assert.deepEqual(loadConfig({ DATABASE_URL: 'memory://' }).database, { kind: 'pglite', dataDir: null });
+    const url = 'postgres://u:p@/db?host=/cloudsql/p:r:i';
+    assert.deepEqual(loadConfig({ DATABASE_URL: url }).database, { kind: 'postgres', url });
+    assert.equal(loadConfig({ DATABASE_URL: 'postgresql://localhost/x' }).database.kind, 'postgres');
+  });
+
+  test('an empty variable counts as unset', () => {
+    const c = loadConfig({ PORT: '', DATABASE_URL: '  ', TASK_SECRET: '' });
+    assert.equal(c.port, 8080);
+    assert.equal(c.database.kind, 'pglite');
+  });
+
+  test('the result is frozen all the way down', () => {
+    const c = loadConfig({});
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.tasks) && Object.isFrozen(c.adminEmails));
+    assert.throws(() => {
+      (c as { port: number }).port = 1;
+    }, TypeError);
+  });
+
+  const invalid: Array<[string, Record<string, string>, RegExp]> = [
+    ['PORT', { PORT: 'abc' }, /^PORT="abc" is not valid: expected an integer from 1 to 65535$/],
+    ['PORT', { PORT: '70000' }, /^PORT="70000" is not valid: expected an integer from 1 to 65535$/],
+    ['PUBLIC_BASE_URL', { PUBLIC_BASE_URL: 'ftp://x' }, /^PUBLIC_BASE_URL="ftp:\/\/x" is not valid: expected an http/],
+    ['PUBLIC_BASE_URL', { PUBLIC_BASE_URL: 'https://x.com/api' }, /^PUBLIC_BASE_URL=.*no path, query or fragment/],
+    [
+      'DATABASE_URL',
+      { DATABASE_URL: 'mysql://x' },
+      /^DATABASE_URL=\(value hidden\) is not valid: expected postgres:\/\//,
+    ],
+    ['TASKS_BACKEND', { TASKS_BACKEND: 'celery' }, /^TASKS_BACKEND="celery" is not valid: expected emulator or cloud$/],
+    ['TASKS_AUTH', { TASKS_AUTH: 'none' }, /^TASKS_AUTH="none" is not valid: expected oidc, cloud-run-iam, secret/],
+    ['TASK_SECRET', { TASK_SECRET: 'short' }, /^TASK_SECRET=\(value hidden\) is not valid: expected at least 32/],
+    ['CLOUD_TASKS_EMULATOR_HOST', { CLOUD_TASKS_EMULATOR_HOST: 'localhost' }, /expected host:port/],
+    ['TASKS_INVOKER_SERVICE_ACCOUNT', { TASKS_INVOKER_SERVICE_ACCOUNT: 'nobody' }, /expected an e-mail address/],
+    ['ADMIN_EMAILS', { ADMIN_EMAILS: 'a@b.co, nope' }, /^ADMIN_EMAILS=.* expected a comma-separated list/],
+    ['SCRAPER_ALLOW_PRIVATE_NETWORKS', { SCRAPER_ALLOW_PRIVATE_NETWORKS: 'yes' }, /expected true or false$/],
+    ['STRIPE_WEBHOOK_SECRET', { STRIPE_WEBHOOK_SECRET: 'abc' }, /^STRIPE_WEBHOOK_SECRET=\(value hidden\).*whsec_/],
+    ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL="loud" is not valid/],
+  ];
+  for (const [variable, env, expected] of invalid) {
+    test(`${variable}=${JSON.stringify(Object.values(env)[0])} is refused with a line naming it`, () => {
+      const issues = issuesOf(env);
+      assert.equal(issues.length, 1, issues.join('\n'));
+      assert.match(issues[0]!, expected);
+    });
+  }
+
+  test('several bad variables give one line each', () => {
+    const issues = issuesOf({ PORT: 'x', TASKS_BACKEND: 'y' });
+    assert.equal(issues.length, 2);
+    assert.ok(issues.some((l) => l.startsWith('PORT=')) && issues.some((l) => l.startsWith('TASKS_BACKEND=')));
+  });
+
+  test('a secret never appears in an error', () => {
+    const secret = 'not-long-enough-secret';
+    const issues = issuesOf({ TASK_SECRET: secret, DATABASE_URL: 'mysql://user:hunter2@db' });
+    assert.ok(!issues.join('\n').includes(secret) && !issues.join('\n').includes('hunter2'));
+  });
+
+  test('secret modes need TASK_SECRET', () => {
+    assert.match(issuesOf({ TASKS_AUTH: 'secret' })[0]!, /^TASK_SECRET is required when TASKS_AUTH=secret/);
+    assert.match(issuesOf({ TASKS_AUTH: 'oidc-or-secret' })[0]!, /^TASK_SECRET is required/);
+    const c = loadConfig({ TASKS_AUTH: 'secret', TASK_SECRET: 'x'.repeat(32) });
+    assert.equal(c.tasks.secret, 'x'.repeat(32));
+  });
+
+  test('cloud mode names every setting it is missing', () => {
+    const issues = issuesOf({ TASKS_BACKEND: 'cloud' });
+    for (const name of [
+      'GCP_PROJECT_ID',
+      'GCP_LOCATION',
+      'PUBLIC_BASE_URL',
+      'SESSION_SECRET',
+      'TASKS_INVOKER_SERVICE_ACCOUNT',
+    ]) {
+      assert.ok(
+        issues.some((l) => l.startsWith(`${name} is required when TASKS_BACKEND=cloud`)),
+        `${name} missing from:\n${issues.join('\n')}`,
+      );
+    }
+    const ok = loadConfig({
+      TASKS_BACKEND: 'cloud',
+      GCP_PROJECT_ID: 'acme-prod',
+      GCP_LOCATION: 'europe-west1',
+      PUBLIC_BASE_URL: 'https://svc-abc.a.run.app',
+      SESSION_SECRET: 's'.repeat(40),
+      TASKS_INVOKER_SERVICE_ACCOUNT: 'tasks@acme-prod.iam.gserviceaccount.com',
+    });
+    assert.equal(ok.tasks.backend, 'cloud');
+    assert.equal(ok.tasks.oidcAudience, 'https://svc-abc.a.run.app');
+  });
+
+  test('cloud mode refuses an emulator host', () => {
+    const issues = issuesOf({
+      TASKS_BACKEND: 'cloud',
+      GCP_PROJECT_ID: 'p',
+      GCP_LOCATION: 'us-central1',
+      PUBLIC_BASE_URL: 'https://x.run.app',
+      SESSION_SECRET: 's'.repeat(40),
+      TASKS_INVOKER_SERVICE_ACCOUNT: 'a@p.iam.gserviceaccount.com',
+      CLOUD_TASKS_EMULATOR_HOST: '127.0.0.1:8123',
+    });
+    assert.deepEqual(issues.length, 1);
+    assert.match(issues[0]!, /^CLOUD_TASKS_EMULATOR_HOST must be unset/);
+  });
+});
