@@ -1,6 +1,7 @@
 // The `backend` command line: one file per command, each a thin call into the same wiring as main.ts.
 import { Command, CommanderError } from 'commander';
 import { reportError } from './cli-context.ts';
+import { emulatorCommand } from './emulator.command.ts';
 import { migrateCommand } from './migrate.command.ts';
 import { serveCommand } from './serve.command.ts';
 
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .exitOverride();
   serveCommand(program);
   migrateCommand(program);
+  emulatorCommand(program);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
