@@ -1,0 +1,196 @@
+// Shared by the emulator tests: an emulator on random ports driven by a manual clock, the official
+// clients pointed at it over either transport, and a target server that records what arrives.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CloudSchedulerClient } from '@google-cloud/scheduler';
+import { CloudTasksClient } from '@google-cloud/tasks';
+import { PassThroughClient } from 'google-auth-library';
+import * as gax from 'google-gax';
+import {
+  type Emulator,
+  type EmulatorClock,
+  type EmulatorEventName,
+  type EmulatorEvents,
+  type EmulatorOptions,
+  startEmulator,
+} from '../../src/emulator/index.ts';
+
+export const PROJECT = 'dev';
+export const LOCATION = 'here';
+export const PARENT = `projects/${PROJECT}/locations/${LOCATION}`;
+export const START = Date.parse('2026-01-01T00:00:00.000Z');
+
+export type Transport = 'grpc' | 'rest';
+export const TRANSPORTS: Transport[] = ['grpc', 'rest'];
+
+/** A clock that moves only when told to. */
+export class ManualClock implements EmulatorClock {
+  #now: number;
+  constructor(start = START) {
+    this.#now = start;
+  }
+  now(): number {
+    return this.#now;
+  }
+  set(ms: number): void {
+    this.#now = ms;
+  }
+  advance(ms: number): void {
+    this.#now += ms;
+  }
+}
+
+export async function startTestEmulator(
+  options: EmulatorOptions = {},
+  start = START,
+): Promise<{ emulator: Emulator; clock: ManualClock }> {
+  const clock = new ManualClock(start);
+  const emulator = await startEmulator({ grpcPort: 0, httpPort: 0, autoDispatch: false, clock, ...options });
+  return { emulator, clock };
+}
+
+export function tasksClient(emulator: Emulator, transport: Transport): CloudTasksClient {
+  return transport === 'grpc'
+    ? new CloudTasksClient({
+        apiEndpoint: '127.0.0.1',
+        port: emulator.grpcPort,
+        sslCreds: gax.grpc.credentials.createInsecure(),
+        authClient: new PassThroughClient(),
+        projectId: PROJECT,
+      })
+    : new CloudTasksClient({
+        fallback: 'rest',
+        protocol: 'http',
+        apiEndpoint: '127.0.0.1',
+        port: emulator.httpPort,
+        authClient: new PassThroughClient(),
+        projectId: PROJECT,
+      });
+}
+
+export function schedulerClient(emulator: Emulator, transport: Transport): CloudSchedulerClient {
+  return transport === 'grpc'
+    ? new CloudSchedulerClient({
+        apiEndpoint: '127.0.0.1',
+        port: emulator.grpcPort,
+        sslCreds: gax.grpc.credentials.createInsecure(),
+        authClient: new PassThroughClient(),
+        projectId: PROJECT,
+      })
+    : new CloudSchedulerClient({
+        fallback: 'rest',
+        protocol: 'http',
+        apiEndpoint: '127.0.0.1',
+        port: emulator.httpPort,
+        authClient: new PassThroughClient(),
+        projectId: PROJECT,
+      });
+}
+
+export interface Received {
+  method: string;
+  path: string;
+  /** Header names as sent on the wire (case kept). */
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+export interface Reply {
+  status: number;
+  headers?: Record<string, string>;
+}
+
+export interface Target {
+  /** Base URL, e.g. http://127.0.0.1:PORT */
+  url: string;
+  requests: Received[];
+  /** Requests currently being answered, and the most there ever were at once. */
+  inFlight: number;
+  maxInFlight: number;
+  /** Resolves once `count` requests have arrived (counting those already here). */
+  received(count: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A local HTTP server standing for Cloud Run; `reply` decides each answer (200 by default). */
+export async function startTarget(
+  reply: (request: Received, index: number) => number | Reply | Promise<number | Reply> = () => 200,
+): Promise<Target> {
+  const waiting: { count: number; resolve: () => void }[] = [];
+  const target: Target = {
+    url: '',
+    requests: [],
+    inFlight: 0,
+    maxInFlight: 0,
+    received: (count) =>
+      target.requests.length >= count ? Promise.resolve() : new Promise((resolve) => waiting.push({ count, resolve })),
+    close: async () => {},
+  };
+  const server = http.createServer((req, res) => {
+    target.inFlight += 1;
+    target.maxInFlight = Math.max(target.maxInFlight, target.inFlight);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', async () => {
+      const headers: Record<string, string> = {};
+      for (let i = 0; i < req.rawHeaders.length; i += 2) headers[req.rawHeaders[i]!] = req.rawHeaders[i + 1]!;
+      const received: Received = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers,
+        body: Buffer.concat(chunks),
+      };
+      const index = target.requests.push(received) - 1;
+      for (const w of waiting.filter((w) => target.requests.length >= w.count)) {
+        waiting.splice(waiting.indexOf(w), 1);
+        w.resolve();
+      }
+      let answer: number | Reply;
+      try {
+        answer = await reply(received, index);
+      } catch {
+        answer = 500;
+      }
+      const { status, headers: replyHeaders } = typeof answer === 'number' ? { status: answer, headers: {} } : answer;
+      target.inFlight -= 1;
+      res.writeHead(status, replyHeaders);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  target.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  target.close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  return target;
+}
+
+/** The headers Cloud Tasks / Cloud Scheduler add, from what a target received. */
+export function serviceHeaders(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (/^(x-cloudtasks-|x-cloudscheduler|user-agent$)/i.test(k)) out[k] = v;
+  }
+  return out;
+}
+
+/** The rejection a client call ends with, for asserting code and message. */
+export async function rejection(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await promise;
+  } catch (err) {
+    const e = err as { code: number; details?: unknown; message: string };
+    // gRPC puts the server's message in `details` (and "5 NOT_FOUND: …" in `message`); REST in `message`.
+    return { code: e.code, details: typeof e.details === 'string' ? e.details : e.message };
+  }
+  throw new Error('expected the call to fail');
+}
+
+/** Collects every payload of an event, from now on. */
+export function collect<K extends EmulatorEventName>(emulator: Emulator, event: K): EmulatorEvents[K][] {
+  const all: EmulatorEvents[K][] = [];
+  emulator.events.on(event, (payload) => all.push(payload));
+  return all;
+}
