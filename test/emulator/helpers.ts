@@ -49,7 +49,10 @@ export async function startTestEmulator(
   return { emulator, clock };
 }
 
-export function tasksClient(emulator: Emulator, transport: Transport): CloudTasksClient {
+/** Where a client connects: a started emulator, or the ports a child process printed. */
+export type Endpoints = Pick<Emulator, 'grpcPort' | 'httpPort'>;
+
+export function tasksClient(emulator: Endpoints, transport: Transport): CloudTasksClient {
   return transport === 'grpc'
     ? new CloudTasksClient({
         apiEndpoint: '127.0.0.1',
@@ -68,7 +71,7 @@ export function tasksClient(emulator: Emulator, transport: Transport): CloudTask
       });
 }
 
-export function schedulerClient(emulator: Emulator, transport: Transport): CloudSchedulerClient {
+export function schedulerClient(emulator: Endpoints, transport: Transport): CloudSchedulerClient {
   return transport === 'grpc'
     ? new CloudSchedulerClient({
         apiEndpoint: '127.0.0.1',
