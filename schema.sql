@@ -20,3 +20,33 @@ CREATE TABLE schema_migrations (
   applied_at timestamp with time zone DEFAULT now() NOT NULL,
   CONSTRAINT schema_migrations_pkey PRIMARY KEY (id)
 );
+
+CREATE TABLE task_runs (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  task text NOT NULL,
+  idempotency_key text NOT NULL,
+  status text NOT NULL,
+  attempts integer DEFAULT 1 NOT NULL,
+  lease_expires_at timestamp with time zone,
+  payload jsonb,
+  payload_hash text NOT NULL,
+  result jsonb,
+  last_error text,
+  cloud_task_name text,
+  queue_name text,
+  delivery jsonb DEFAULT '{}'::jsonb NOT NULL,
+  attempt_history jsonb DEFAULT '[]'::jsonb NOT NULL,
+  replays integer DEFAULT 0 NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  started_at timestamp with time zone,
+  finished_at timestamp with time zone,
+  updated_at timestamp with time zone NOT NULL,
+  CONSTRAINT task_runs_pkey PRIMARY KEY (id),
+  CONSTRAINT task_runs_attempts_check CHECK ((attempts >= 0)),
+  CONSTRAINT task_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'dead'::text]))),
+  CONSTRAINT task_runs_task_key_unique UNIQUE (task, idempotency_key)
+);
+
+CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC);
+CREATE INDEX task_runs_task_updated_at_idx ON task_runs USING btree (task, updated_at DESC);
+CREATE INDEX task_runs_updated_at_idx ON task_runs USING btree (updated_at DESC);

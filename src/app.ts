@@ -8,12 +8,22 @@ import { registerErrorHandler } from './http/plugins/error-handler.ts';
 import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { type Logger, parseTraceContext, traceBindings } from './logger.ts';
+import type { Enqueue, TaskServices } from './tasks/define-task.ts';
+import type { PushAuthenticator } from './tasks/push-auth.ts';
+import { pushRoutes } from './tasks/push-route.ts';
+import type { TaskRegistry } from './tasks/registry.ts';
+import type { TaskEvents } from './tasks/task-events.ts';
 
 export interface AppDeps {
   config: Config;
   db: Db;
   logger: Logger;
   clock: Clock;
+  registry: TaskRegistry;
+  pushAuth: PushAuthenticator;
+  enqueue: Enqueue;
+  services: TaskServices;
+  events: TaskEvents;
 }
 
 /** The largest body any route accepts: Cloud Tasks' 1 MB task limit, with room for headers. */
@@ -34,5 +44,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerErrorHandler(app);
   healthRoutes(app, { db: deps.db });
+  pushRoutes(app, {
+    registry: deps.registry,
+    db: deps.db,
+    clock: deps.clock,
+    auth: deps.pushAuth,
+    enqueue: deps.enqueue,
+    services: deps.services,
+    events: deps.events,
+  });
   return app;
 }

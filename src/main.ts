@@ -8,6 +8,10 @@ import { migrate } from './db/migrate.ts';
 import { describeDatabase, openDatabase } from './db/open-database.ts';
 import { withLocalSecrets } from './local-secrets.ts';
 import type { Logger } from './logger.ts';
+import { registry } from './task-registry.ts';
+import type { Enqueue } from './tasks/define-task.ts';
+import { createPushAuthenticator, GOOGLE_ISSUERS, GOOGLE_JWKS_URL } from './tasks/push-auth.ts';
+import { TaskEvents } from './tasks/task-events.ts';
 
 export interface Service {
   readonly app: FastifyInstance;
@@ -34,7 +38,27 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
       logger.info({ migration: name, ms: Math.round(ms) }, `applied migration ${name}`),
     );
     logger.debug({ alreadyApplied: result.alreadyApplied }, 'migrations up to date');
-    app = await buildApp({ config, db, logger, clock: options.clock ?? systemClock });
+    const clock = options.clock ?? systemClock;
+    const issuer = oidcIssuer(config);
+    app = await buildApp({
+      config,
+      db,
+      logger,
+      clock,
+      registry,
+      pushAuth: createPushAuthenticator({
+        mode: config.tasks.auth,
+        audience: config.tasks.oidcAudience,
+        invokerEmail: config.tasks.invokerServiceAccount,
+        secret: config.tasks.secret,
+        issuers: issuer.issuers,
+        jwksUrl: issuer.jwksUrl,
+        clock,
+      }),
+      enqueue: notWiredEnqueue,
+      services: { healthProbes: [] },
+      events: new TaskEvents(),
+    });
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
     await app?.close().catch(() => {});
@@ -65,6 +89,17 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
     },
   };
 }
+
+/** Who signs the tokens of pushed tasks: Google in cloud mode, the emulator locally. */
+function oidcIssuer(config: Config): { issuers: string[]; jwksUrl: string } {
+  if (config.tasks.backend === 'cloud') return { issuers: GOOGLE_ISSUERS, jwksUrl: GOOGLE_JWKS_URL };
+  const issuer = 'http://127.0.0.1:8124';
+  return { issuers: [issuer], jwksUrl: `${issuer}/jwks` };
+}
+
+const notWiredEnqueue: Enqueue = async () => {
+  throw new Error('enqueue is not wired yet');
+};
 
 /**
  * Closes the service on SIGTERM/SIGINT within Cloud Run's 10-second grace period: the server stops

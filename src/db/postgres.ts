@@ -31,6 +31,13 @@ export function isUnavailable(err: unknown): boolean {
 
 const mapError = (err: unknown): unknown => (isUnavailable(err) ? new DatabaseUnavailableError(err) : err);
 
+export class TransactionClosedError extends Error {
+  constructor() {
+    super('the transaction is already committed or rolled back');
+    this.name = 'TransactionClosedError';
+  }
+}
+
 export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
   const pool = new pg.Pool({
     connectionString: options.url,
@@ -68,17 +75,22 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
         throw mapError(err);
       }
       let broken: unknown;
+      let open = true;
       try {
         await run(client, 'BEGIN');
+        // A handler abandoned at its deadline may still hold this handle: once the transaction
+        // is over, its statements must fail rather than run on a pooled connection someone else uses.
         const tx: Tx = {
           inTransaction: true,
-          query: (text, values) => run(client, text, values),
-          exec: (sql) => script(client, sql),
+          query: (text, values) => (open ? run(client, text, values) : Promise.reject(new TransactionClosedError())),
+          exec: (sql) => (open ? script(client, sql) : Promise.reject(new TransactionClosedError())),
         };
         const result = await fn(tx);
+        open = false;
         await run(client, 'COMMIT');
         return result;
       } catch (err) {
+        open = false;
         try {
           await client.query('ROLLBACK');
         } catch (rollbackErr) {
@@ -86,6 +98,7 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
         }
         throw err;
       } finally {
+        open = false;
         // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.
         client.release(broken instanceof Error ? broken : undefined);
       }

@@ -139,6 +139,7 @@ describe(`readiness when something is wrong (${testDbKind})`, () => {
       assert.equal((await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
     } finally {
       await t.app.close();
+      await t.issuer.close();
     }
   });
 });

@@ -1,0 +1,57 @@
+// The one list of tasks, queues and schedules. Adding a task: one *.task.ts file and one line here.
+import { healthCheckTask } from './domains/health/health-check.task.ts';
+import { createRegistry, type QueueDefinition, type ScheduleDefinition } from './tasks/registry.ts';
+
+export const tasks = [healthCheckTask] as const;
+
+declare module './tasks/define-task.ts' {
+  interface Register {
+    tasks: typeof tasks;
+  }
+}
+
+// Rate limits and retries per workload; Cloud Tasks' defaults where unset.
+export const queues: readonly QueueDefinition[] = [
+  {
+    // Replies and inbound messages: fast, many retries over a few hours (Meta's pair rate limit).
+    name: 'whatsapp',
+    rateLimits: { maxDispatchesPerSecond: 50, maxConcurrentDispatches: 50 },
+    retryConfig: { maxAttempts: 20, minBackoffSeconds: 2, maxBackoffSeconds: 600, maxDoublings: 6 },
+  },
+  {
+    // Other people's web servers: polite rate, few retries.
+    name: 'scraper',
+    rateLimits: { maxDispatchesPerSecond: 5, maxConcurrentDispatches: 10 },
+    retryConfig: { maxAttempts: 5, minBackoffSeconds: 10, maxBackoffSeconds: 600, maxDoublings: 3 },
+  },
+  {
+    // LLM calls: slow and costly; bounded concurrency.
+    name: 'blog',
+    rateLimits: { maxDispatchesPerSecond: 2, maxConcurrentDispatches: 5 },
+    retryConfig: { maxAttempts: 5, minBackoffSeconds: 30, maxBackoffSeconds: 1800, maxDoublings: 3 },
+  },
+  {
+    // Money: never give up quickly; exactly-once is the task's job, persistence the queue's.
+    name: 'credits',
+    rateLimits: { maxDispatchesPerSecond: 20, maxConcurrentDispatches: 10 },
+    retryConfig: { maxAttempts: 50, minBackoffSeconds: 5, maxBackoffSeconds: 3600, maxDoublings: 8 },
+  },
+  {
+    name: 'maintenance',
+    rateLimits: { maxDispatchesPerSecond: 1, maxConcurrentDispatches: 2 },
+    retryConfig: { maxAttempts: 3, minBackoffSeconds: 10, maxBackoffSeconds: 60, maxDoublings: 2 },
+  },
+];
+
+export const schedules: readonly ScheduleDefinition[] = [
+  {
+    name: 'health-check',
+    description: 'Probe the database and the other dependencies; keep the history.',
+    cron: '*/5 * * * *',
+    timeZone: 'UTC',
+    task: 'health.check',
+    payload: {},
+  },
+];
+
+export const registry = createRegistry({ tasks, queues, schedules });

@@ -1,0 +1,289 @@
+// task_runs: claim a run by (task, idempotency key), complete or fail it fenced by its attempt
+// number, and read runs for the CLI and the dashboard. Time is always a parameter (the Clock).
+import type { Queryable } from '../db/db.ts';
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'dead';
+
+export interface AttemptEntry {
+  attempt: number;
+  status: 'succeeded' | 'failed' | 'dead';
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  error: string | null;
+  /** X-CloudTasks-TaskRetryCount of the delivery, when there was one. */
+  retryCount: number | null;
+}
+
+export interface TaskRun {
+  id: number;
+  task: string;
+  idempotencyKey: string;
+  status: RunStatus;
+  attempts: number;
+  leaseExpiresAt: Date | null;
+  payload: unknown;
+  result: unknown;
+  lastError: string | null;
+  cloudTaskName: string | null;
+  queueName: string | null;
+  delivery: Record<string, unknown>;
+  attemptHistory: AttemptEntry[];
+  replays: number;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  updatedAt: Date;
+}
+
+export interface ClaimInput {
+  task: string;
+  key: string;
+  payload: unknown;
+  payloadHash: string;
+  cloudTaskName: string | null;
+  queueName: string | null;
+  delivery: Record<string, unknown>;
+  now: Date;
+  leaseMs: number;
+}
+
+export type ClaimResult =
+  | { kind: 'claimed'; runId: number; attempt: number }
+  | { kind: 'duplicate'; runId: number; status: 'succeeded' | 'dead' }
+  | { kind: 'busy'; runId: number; leaseExpiresAt: Date }
+  | { kind: 'conflict'; runId: number };
+
+// Claim in one statement, race-free on the unique (task, key): a new run, a failed one, or a
+// running one whose lease expired (its instance died) is taken, and its attempt counter moves on.
+const CLAIM_RUN = `
+  INSERT INTO task_runs (task, idempotency_key, status, attempts, lease_expires_at, payload, payload_hash,
+                         cloud_task_name, queue_name, delivery, created_at, started_at, updated_at)
+  VALUES ($1, $2, 'running', 1, $3, $4, $5, $6, $7, $8, $9, $9, $9)
+  ON CONFLICT (task, idempotency_key) DO UPDATE
+     SET status = 'running', attempts = task_runs.attempts + 1, lease_expires_at = EXCLUDED.lease_expires_at,
+         cloud_task_name = EXCLUDED.cloud_task_name, queue_name = EXCLUDED.queue_name,
+         delivery = EXCLUDED.delivery, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
+         finished_at = NULL
+   WHERE task_runs.payload_hash = EXCLUDED.payload_hash
+     AND (task_runs.status = 'failed'
+          OR (task_runs.status = 'running' AND task_runs.lease_expires_at <= EXCLUDED.started_at))
+  RETURNING id, attempts`;
+
+// Only when the claim returned nothing: why (a duplicate, a live lease, another payload).
+const WHY_NOT_CLAIMED = `
+  SELECT id, status, lease_expires_at, payload_hash FROM task_runs WHERE task = $1 AND idempotency_key = $2`;
+
+// Finish an attempt, fenced: only the attempt that holds the run may finish it.
+const FINISH_ATTEMPT = `
+  UPDATE task_runs
+     SET status = $3, result = $4, last_error = $5, lease_expires_at = NULL, finished_at = $6, updated_at = $6,
+         attempt_history = attempt_history || jsonb_build_array($7::jsonb)
+   WHERE id = $1 AND attempts = $2 AND status = 'running'`;
+
+// A transactional task's failure, recorded after its transaction (and claim) rolled back: the same
+// rule as the claim decides whether this delivery may write the outcome.
+const RECORD_FAILED_ATTEMPT = `
+  INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, cloud_task_name,
+                         queue_name, delivery, last_error, attempt_history, created_at, started_at, finished_at, updated_at)
+  VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, jsonb_build_array($10::jsonb), $11, $11, $12, $12)
+  ON CONFLICT (task, idempotency_key) DO UPDATE
+     SET status = EXCLUDED.status, attempts = task_runs.attempts + 1, last_error = EXCLUDED.last_error,
+         lease_expires_at = NULL, cloud_task_name = EXCLUDED.cloud_task_name, queue_name = EXCLUDED.queue_name,
+         delivery = EXCLUDED.delivery, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+         updated_at = EXCLUDED.updated_at,
+         attempt_history = task_runs.attempt_history
+                           || jsonb_build_array(jsonb_set($10::jsonb, '{attempt}', to_jsonb(task_runs.attempts + 1)))
+   WHERE task_runs.payload_hash = EXCLUDED.payload_hash
+     AND (task_runs.status = 'failed'
+          OR (task_runs.status = 'running' AND task_runs.lease_expires_at <= EXCLUDED.started_at))
+  RETURNING id, attempts`;
+
+// A delivery refused before any handler ran (invalid payload): recorded dead unless the key has a run.
+const RECORD_REFUSED = `
+  INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, cloud_task_name,
+                         queue_name, delivery, last_error, created_at, finished_at, updated_at)
+  VALUES ($1, $2, 'dead', 0, $3, $4, $5, $6, $7, $8, $9, $9, $9)
+  ON CONFLICT (task, idempotency_key) DO NOTHING
+  RETURNING id`;
+
+const RUN_COLUMNS = `id, task, idempotency_key, status, attempts, lease_expires_at, payload, result, last_error,
+  cloud_task_name, queue_name, delivery, attempt_history, replays, created_at, started_at, finished_at, updated_at`;
+
+// Replay: a dead or failed run becomes claimable again by a new series of deliveries.
+const MARK_FOR_REPLAY = `
+  UPDATE task_runs SET status = 'failed', replays = replays + 1, updated_at = $2
+   WHERE id = $1 AND status IN ('dead', 'failed')
+  RETURNING ${RUN_COLUMNS}`;
+
+interface RunRow {
+  id: number;
+  task: string;
+  idempotency_key: string;
+  status: RunStatus;
+  attempts: number;
+  lease_expires_at: Date | null;
+  payload: unknown;
+  result: unknown;
+  last_error: string | null;
+  cloud_task_name: string | null;
+  queue_name: string | null;
+  delivery: Record<string, unknown>;
+  attempt_history: AttemptEntry[];
+  replays: number;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  updated_at: Date;
+}
+
+const toRun = (r: RunRow): TaskRun => ({
+  id: r.id,
+  task: r.task,
+  idempotencyKey: r.idempotency_key,
+  status: r.status,
+  attempts: r.attempts,
+  leaseExpiresAt: r.lease_expires_at,
+  payload: r.payload,
+  result: r.result,
+  lastError: r.last_error,
+  cloudTaskName: r.cloud_task_name,
+  queueName: r.queue_name,
+  delivery: r.delivery,
+  attemptHistory: r.attempt_history,
+  replays: r.replays,
+  createdAt: r.created_at,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  updatedAt: r.updated_at,
+});
+
+const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
+
+export const taskRuns = {
+  async claimRun(q: Queryable, input: ClaimInput): Promise<ClaimResult> {
+    const claimed = await q.query<{ id: number; attempts: number }>(CLAIM_RUN, [
+      input.task,
+      input.key,
+      new Date(input.now.getTime() + input.leaseMs),
+      json(input.payload),
+      input.payloadHash,
+      input.cloudTaskName,
+      input.queueName,
+      json(input.delivery),
+      input.now,
+    ]);
+    const row = claimed.rows[0];
+    if (row) return { kind: 'claimed', runId: row.id, attempt: row.attempts };
+    const why = await q.query<{ id: number; status: RunStatus; lease_expires_at: Date | null; payload_hash: string }>(
+      WHY_NOT_CLAIMED,
+      [input.task, input.key],
+    );
+    const existing = why.rows[0];
+    if (!existing) throw new Error(`task run ${input.task}/${input.key} vanished while being claimed`);
+    if (existing.payload_hash !== input.payloadHash) return { kind: 'conflict', runId: existing.id };
+    if (existing.status === 'succeeded' || existing.status === 'dead') {
+      return { kind: 'duplicate', runId: existing.id, status: existing.status };
+    }
+    // running with a live lease (or failed and reclaimed by a concurrent delivery a moment ago)
+    return { kind: 'busy', runId: existing.id, leaseExpiresAt: existing.lease_expires_at ?? input.now };
+  },
+
+  /** Finishes the attempt; false when this attempt no longer holds the run (its lease was taken over). */
+  async finishAttempt(
+    q: Queryable,
+    input: { runId: number; attempt: number; status: AttemptEntry['status']; result?: unknown; entry: AttemptEntry },
+  ): Promise<boolean> {
+    const r = await q.query(FINISH_ATTEMPT, [
+      input.runId,
+      input.attempt,
+      input.status,
+      json(input.result),
+      input.entry.error,
+      new Date(input.entry.finishedAt),
+      JSON.stringify(input.entry),
+    ]);
+    return r.rowCount === 1;
+  },
+
+  /** After a transactional attempt rolled back: records its failure if no other delivery owns the run. */
+  async recordFailedAttempt(
+    q: Queryable,
+    input: Omit<ClaimInput, 'leaseMs'> & { status: 'failed' | 'dead'; entry: AttemptEntry },
+  ): Promise<{ runId: number; attempt: number } | undefined> {
+    const r = await q.query<{ id: number; attempts: number }>(RECORD_FAILED_ATTEMPT, [
+      input.task,
+      input.key,
+      input.status,
+      json(input.payload),
+      input.payloadHash,
+      input.cloudTaskName,
+      input.queueName,
+      json(input.delivery),
+      input.entry.error,
+      JSON.stringify(input.entry),
+      input.now,
+      new Date(input.entry.finishedAt),
+    ]);
+    const row = r.rows[0];
+    return row ? { runId: row.id, attempt: row.attempts } : undefined;
+  },
+
+  /** A delivery refused before its handler (a payload that fails validation). */
+  async recordRefused(
+    q: Queryable,
+    input: Omit<ClaimInput, 'leaseMs'> & { error: string },
+  ): Promise<number | undefined> {
+    const r = await q.query<{ id: number }>(RECORD_REFUSED, [
+      input.task,
+      input.key,
+      json(input.payload),
+      input.payloadHash,
+      input.cloudTaskName,
+      input.queueName,
+      json(input.delivery),
+      input.error,
+      input.now,
+    ]);
+    return r.rows[0]?.id;
+  },
+
+  async getRun(q: Queryable, id: number): Promise<TaskRun | undefined> {
+    const r = await q.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM task_runs WHERE id = $1`, [id]);
+    return r.rows[0] && toRun(r.rows[0]);
+  },
+
+  async findRun(q: Queryable, task: string, key: string): Promise<TaskRun | undefined> {
+    const r = await q.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM task_runs WHERE task = $1 AND idempotency_key = $2`, [
+      task,
+      key,
+    ]);
+    return r.rows[0] && toRun(r.rows[0]);
+  },
+
+  async listRuns(
+    q: Queryable,
+    filter: { status?: RunStatus; task?: string; keyContains?: string; since?: Date; limit?: number } = {},
+  ): Promise<TaskRun[]> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      values.push(value);
+      where.push(sql.replace('?', `$${values.length}`));
+    };
+    if (filter.status) add('status = ?', filter.status);
+    if (filter.task) add('task = ?', filter.task);
+    if (filter.keyContains) add("idempotency_key LIKE '%' || ? || '%'", filter.keyContains);
+    if (filter.since) add('updated_at >= ?', filter.since);
+    values.push(Math.min(filter.limit ?? 50, 1000));
+    const sql = `SELECT ${RUN_COLUMNS} FROM task_runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+                 ORDER BY updated_at DESC, id DESC LIMIT $${values.length}`;
+    return (await q.query<RunRow>(sql, values)).rows.map(toRun);
+  },
+
+  /** Makes a dead or failed run claimable again; undefined when it is not dead or failed. */
+  async markForReplay(q: Queryable, id: number, now: Date): Promise<TaskRun | undefined> {
+    const r = await q.query<RunRow>(MARK_FOR_REPLAY, [id, now]);
+    return r.rows[0] && toRun(r.rows[0]);
+  },
+};
