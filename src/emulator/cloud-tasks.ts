@@ -757,9 +757,19 @@ export function burstFor(rate: number): number {
   return Math.max(1, Math.min(100, Math.ceil(rate / 5)));
 }
 
+// Random bytes drawn in blocks: one crypto call per 1024 generated IDs, not one per task.
+let idPool = Buffer.alloc(0);
+let idOffset = 0;
+
 function generateTaskId(): string {
+  if (idOffset + 8 > idPool.length) {
+    idPool = randomBytes(8 * 1024);
+    idOffset = 0;
+  }
+  const id = idPool.readBigUInt64BE(idOffset);
+  idOffset += 8;
   // The service generates long decimal IDs; 19–20 digits from 64 random bits look the same.
-  return randomBytes(8).readBigUInt64BE().toString();
+  return id.toString();
 }
 
 function taskJson(task: Task): TaskJson {
