@@ -21,6 +21,22 @@ CREATE TABLE schema_migrations (
   CONSTRAINT schema_migrations_pkey PRIMARY KEY (id)
 );
 
+CREATE TABLE task_outbox (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  task text NOT NULL,
+  queue text NOT NULL,
+  task_id text NOT NULL,
+  idempotency_key text NOT NULL,
+  payload jsonb NOT NULL,
+  schedule_time timestamp with time zone,
+  deadline_seconds integer NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  send_attempts integer DEFAULT 0 NOT NULL,
+  last_error text,
+  CONSTRAINT task_outbox_pkey PRIMARY KEY (id),
+  CONSTRAINT task_outbox_task_id_key UNIQUE (task_id)
+);
+
 CREATE TABLE task_runs (
   id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
   task text NOT NULL,

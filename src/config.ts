@@ -116,6 +116,9 @@ const envSchema = z.object({
   ),
   LOG_FORMAT: optional(z.enum(['json', 'pretty'], { error: 'expected json or pretty' })),
   TASK_RUN_RETENTION_DAYS: optional(intIn(1, 3650)),
+  EMULATOR_GRPC_PORT: optional(intIn(0, 65535)),
+  EMULATOR_HTTP_PORT: optional(intIn(0, 65535)),
+  TASKS_OIDC_ISSUER: optional(httpUrl('the http(s) URL of the token issuer, such as http://127.0.0.1:8124')),
   SHUTDOWN_TIMEOUT_MS: optional(intIn(0, 60_000)),
 });
 
@@ -141,6 +144,11 @@ export interface Config {
     readonly auth: TasksAuthMode;
     readonly secret: string | undefined;
     readonly runRetentionDays: number;
+    /** Ports of the embedded emulator (local mode without CLOUD_TASKS_EMULATOR_HOST). */
+    readonly emulatorGrpcPort: number;
+    readonly emulatorHttpPort: number;
+    /** Issuer of push tokens when it is not Google's nor the embedded emulator's (an external emulator). */
+    readonly oidcIssuer: string | undefined;
   };
   readonly whatsapp: {
     readonly verifyToken: string | undefined;
@@ -245,6 +253,9 @@ export function loadConfig(env: Env = process.env): Config {
       auth,
       secret: e.TASK_SECRET,
       runRetentionDays: e.TASK_RUN_RETENTION_DAYS ?? 30,
+      emulatorGrpcPort: e.EMULATOR_GRPC_PORT ?? 8123,
+      emulatorHttpPort: e.EMULATOR_HTTP_PORT ?? 8124,
+      oidcIssuer: e.TASKS_OIDC_ISSUER?.replace(/\/+$/, ''),
     },
     whatsapp: {
       verifyToken: e.WHATSAPP_VERIFY_TOKEN,

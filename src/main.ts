@@ -1,4 +1,6 @@
 // The composition root: config → adapters → buildApp → listen, and a graceful close on SIGTERM.
+// Locally it also starts the embedded Cloud Tasks + Cloud Scheduler emulator and syncs the declared
+// queues and schedules into it, so `npm start` is the whole system.
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { type Clock, systemClock } from './clock.ts';
@@ -6,11 +8,16 @@ import type { Config } from './config.ts';
 import type { Db } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
 import { describeDatabase, openDatabase } from './db/open-database.ts';
+import type { Emulator } from './emulator/index.ts';
 import { withLocalSecrets } from './local-secrets.ts';
 import type { Logger } from './logger.ts';
 import { registry } from './task-registry.ts';
-import type { Enqueue } from './tasks/define-task.ts';
+import { type CloudClients, createCloudClients } from './tasks/cloud-clients.ts';
+import { type EnqueueTarget, TaskEnqueuer } from './tasks/enqueue.ts';
+import { OutboxRelay } from './tasks/outbox-relay.ts';
 import { createPushAuthenticator, GOOGLE_ISSUERS, GOOGLE_JWKS_URL } from './tasks/push-auth.ts';
+import { formatChanges, syncQueues } from './tasks/queue-sync.ts';
+import { syncSchedules } from './tasks/schedule-sync.ts';
 import { TaskEvents } from './tasks/task-events.ts';
 
 export interface Service {
@@ -19,7 +26,13 @@ export interface Service {
   readonly config: Config;
   /** The URL the HTTP server listens on. */
   readonly url: string;
-  /** Stops accepting, lets in-flight requests finish, closes the database. Idempotent. */
+  readonly enqueuer: TaskEnqueuer;
+  readonly relay: OutboxRelay;
+  readonly clients: CloudClients;
+  readonly events: TaskEvents;
+  /** The embedded emulator, when this process runs one. */
+  readonly emulator: Emulator | undefined;
+  /** Stops accepting, lets in-flight requests finish, closes the emulator and the database. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -28,19 +41,80 @@ export interface StartOptions {
   clock?: Clock;
 }
 
+export function enqueueTarget(config: Config): EnqueueTarget {
+  return {
+    projectId: config.tasks.projectId,
+    location: config.tasks.location,
+    publicBaseUrl: config.publicBaseUrl,
+    invokerServiceAccount: config.tasks.invokerServiceAccount,
+    audience: config.tasks.oidcAudience,
+    auth: config.tasks.auth,
+    secret: config.tasks.secret,
+  };
+}
+
+/** Where the task backend is: Google, an emulator already running, or one this process starts. */
+export function emulatorAddress(config: Config): string | undefined {
+  if (config.tasks.backend === 'cloud') return undefined;
+  return config.tasks.emulatorHost ?? `127.0.0.1:${config.tasks.emulatorGrpcPort}`;
+}
+
+/** Who signs the tokens of pushed tasks: Google in cloud mode, an emulator locally. */
+function oidcIssuer(config: Config, emulator: Emulator | undefined): { issuers: string[]; jwksUrl: string } {
+  if (config.tasks.backend === 'cloud') return { issuers: GOOGLE_ISSUERS, jwksUrl: GOOGLE_JWKS_URL };
+  const issuer =
+    config.tasks.oidcIssuer ??
+    emulator?.issuer ??
+    `http://${(config.tasks.emulatorHost ?? '127.0.0.1').replace(/:\d+$/, '')}:${config.tasks.emulatorHttpPort}`;
+  return { issuers: [issuer], jwksUrl: emulator?.jwksUri ?? `${issuer}/jwks` };
+}
+
 export async function startService(rawConfig: Config, options: StartOptions): Promise<Service> {
   const { logger } = options;
   const config = withLocalSecrets(rawConfig);
+  const clock = options.clock ?? systemClock;
+  const cleanup: Array<() => Promise<unknown>> = [];
   const db = await openDatabase(config.database);
-  let app: FastifyInstance | undefined;
+  cleanup.push(() => db.close());
   try {
     const result = await migrate(db, undefined, (name, ms) =>
       logger.info({ migration: name, ms: Math.round(ms) }, `applied migration ${name}`),
     );
     logger.debug({ alreadyApplied: result.alreadyApplied }, 'migrations up to date');
-    const clock = options.clock ?? systemClock;
-    const issuer = oidcIssuer(config);
-    app = await buildApp({
+
+    let emulator: Emulator | undefined;
+    if (config.tasks.backend === 'emulator' && !config.tasks.emulatorHost) {
+      const { startEmulator } = await import('./emulator/index.ts');
+      const emulatorLog = logger.child({ component: 'emulator' });
+      emulator = await startEmulator({
+        dataDir: `${config.dataDir}/emulator`,
+        grpcPort: config.tasks.emulatorGrpcPort,
+        httpPort: config.tasks.emulatorHttpPort,
+        log: (level, message, data) => emulatorLog[level](data ?? {}, message),
+      });
+      cleanup.unshift(() => emulator!.close());
+    }
+    const clients = createCloudClients({
+      emulator: emulator?.grpcAddress ?? emulatorAddress(config),
+      projectId: config.tasks.projectId,
+    });
+    cleanup.unshift(() => clients.close());
+
+    const target = enqueueTarget(config);
+    let relay: OutboxRelay | undefined;
+    const enqueuer = new TaskEnqueuer({
+      client: clients.tasks,
+      registry,
+      target,
+      clock,
+      log: logger.child({ component: 'enqueue' }),
+      onOutboxCommit: () => relay?.kick(),
+    });
+    relay = new OutboxRelay({ db, enqueuer, log: logger.child({ component: 'outbox' }), clock });
+    cleanup.unshift(() => relay.stop());
+    const events = new TaskEvents();
+    const issuer = oidcIssuer(config, emulator);
+    const app = await buildApp({
       config,
       db,
       logger,
@@ -55,51 +129,60 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
         jwksUrl: issuer.jwksUrl,
         clock,
       }),
-      enqueue: notWiredEnqueue,
+      enqueue: enqueuer.enqueue,
       services: { healthProbes: [] },
-      events: new TaskEvents(),
+      events,
     });
+    cleanup.unshift(() => app.close());
     await app.listen({ port: config.port, host: config.host });
+
+    // Locally the service owns its emulator's queues and jobs; in Google Cloud, syncing them is a
+    // deploy step (`backend queues sync`, `backend schedules sync`), never a side effect of a start.
+    if (config.tasks.backend === 'emulator') {
+      const queues = await syncQueues(clients.tasks, target, [...registry.queues.values()], { dryRun: false });
+      const jobs = await syncSchedules(clients.scheduler, target, registry.schedules, { dryRun: false });
+      logger.debug(
+        { queues: formatChanges('queue', queues, false), jobs: formatChanges('job', jobs, false) },
+        'synced',
+      );
+    }
+    relay.start();
+    relay.kick(); // whatever a previous process committed to the outbox and did not send
+
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${port}`;
+    logger.info(
+      {
+        url,
+        database: describeDatabase(config.database),
+        tasks: emulator ? emulator.grpcAddress : emulatorAddress(config),
+      },
+      `listening on ${url}`,
+    );
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      db,
+      config,
+      url,
+      enqueuer,
+      relay,
+      clients,
+      events,
+      emulator,
+      close: () => {
+        closing ??= (async () => {
+          for (const step of cleanup) await step().catch((err: unknown) => logger.warn({ err }, 'while closing'));
+        })();
+        return closing;
+      },
+    };
   } catch (err) {
-    await app?.close().catch(() => {});
-    await db.close().catch(() => {});
+    for (const step of cleanup) await step().catch(() => {});
     throw err;
   }
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host}:${port}`;
-  logger.info({ url, database: describeDatabase(config.database) }, `listening on ${url}`);
-
-  const server = app;
-  let closing: Promise<void> | undefined;
-  return {
-    app: server,
-    db,
-    config,
-    url,
-    close: () => {
-      closing ??= (async () => {
-        try {
-          await server.close();
-        } finally {
-          await db.close();
-        }
-      })();
-      return closing;
-    },
-  };
 }
-
-/** Who signs the tokens of pushed tasks: Google in cloud mode, the emulator locally. */
-function oidcIssuer(config: Config): { issuers: string[]; jwksUrl: string } {
-  if (config.tasks.backend === 'cloud') return { issuers: GOOGLE_ISSUERS, jwksUrl: GOOGLE_JWKS_URL };
-  const issuer = 'http://127.0.0.1:8124';
-  return { issuers: [issuer], jwksUrl: `${issuer}/jwks` };
-}
-
-const notWiredEnqueue: Enqueue = async () => {
-  throw new Error('enqueue is not wired yet');
-};
 
 /**
  * Closes the service on SIGTERM/SIGINT within Cloud Run's 10-second grace period: the server stops

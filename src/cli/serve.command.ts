@@ -1,8 +1,13 @@
 // `backend serve` (what `npm start` runs): the whole service in one process.
 import type { Command } from 'commander';
+import type { Service } from '../main.ts';
 import { cliContext } from './cli-context.ts';
+import type { CommandContext } from './command-context.ts';
 
-export function serveCommand(program: Command): void {
+/** Runs a command line inside this process, with the service's context (given by cli/main.ts). */
+export type RunInService = (argv: string[], context: CommandContext) => Promise<number>;
+
+export function serveCommand(program: Command, runInService: RunInService): void {
   program
     .command('serve')
     .description('start the HTTP service (migrates the database first)')
@@ -11,6 +16,36 @@ export function serveCommand(program: Command): void {
       // Loaded on use, so `backend --help` and the other commands do not load the whole service.
       const { closeOnSignals, startService } = await import('../main.ts');
       const service = await startService(config, { logger });
+      // Other terminals' commands (runs list, enqueue --tx …) run in here while we hold the database.
+      const { startControlChannel } = await import('./control-channel.ts');
+      const control = await startControlChannel(service, runInService);
+      const close = service.close;
+      Object.assign(service, { close: () => control.close().then(close) });
       closeOnSignals(service, logger, config.shutdownTimeoutMs);
+      process.stdout.write(startupBanner(service));
     });
+}
+
+/** What a person needs after `npm start`: where to look and what to type next. */
+function startupBanner(service: Service): string {
+  const { config, url } = service;
+  const data = config.database.kind === 'pglite' ? (config.database.dataDir ?? 'memory') : 'PostgreSQL (DATABASE_URL)';
+  const tasks = service.emulator
+    ? `embedded emulator, gRPC ${service.emulator.grpcAddress}, REST ${service.emulator.httpUrl}`
+    : config.tasks.backend === 'cloud'
+      ? `Google Cloud Tasks, projects/${config.tasks.projectId}/locations/${config.tasks.location}`
+      : `emulator at ${config.tasks.emulatorHost}`;
+  return [
+    '',
+    `  backend is running on ${url}`,
+    `    health     ${url}/healthz   ${url}/readyz`,
+    `    tasks      ${tasks}`,
+    `    data       ${data}${config.database.kind === 'pglite' ? ` (emulator state in ${config.dataDir}/emulator)` : ''}`,
+    '',
+    '  In another terminal:',
+    `    npx backend enqueue health.check '{}'     run a task now`,
+    '    npx backend runs list                    what ran, newest first',
+    '    npx backend runs list --status dead      what needs a look (replay: npx backend runs replay <id>)',
+    '',
+  ].join('\n');
 }

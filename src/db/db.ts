@@ -15,6 +15,8 @@ export interface Queryable {
 /** A handle inside one transaction. Use it, never the Db, for every statement of the transaction. */
 export interface Tx extends Queryable {
   readonly inTransaction: true;
+  /** Runs fn once the transaction has committed (never after a rollback); errors are the callback's own. */
+  afterCommit(fn: () => void): void;
 }
 
 export interface Db extends Queryable {

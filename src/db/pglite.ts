@@ -56,17 +56,22 @@ export async function openPglite(options: PgliteOptions): Promise<Db & { raw: PG
     exec: async (script) => {
       await pg.exec(script);
     },
-    transaction: (fn) =>
-      pg.transaction(async (t) => {
+    transaction: async (fn) => {
+      const onCommit: Array<() => void> = [];
+      const result = await pg.transaction(async (t) => {
         const tx: Tx = {
           inTransaction: true,
           query: (text, values) => run(t, text, values),
           exec: async (script) => {
             await t.exec(script);
           },
+          afterCommit: (cb) => onCommit.push(cb),
         };
         return fn(tx);
-      }),
+      });
+      for (const cb of onCommit) cb();
+      return result;
+    },
     async close() {
       try {
         if (!pg.closed) await pg.close();

@@ -76,6 +76,7 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
       }
       let broken: unknown;
       let open = true;
+      const onCommit: Array<() => void> = [];
       try {
         await run(client, 'BEGIN');
         // A handler abandoned at its deadline may still hold this handle: once the transaction
@@ -84,10 +85,12 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
           inTransaction: true,
           query: (text, values) => (open ? run(client, text, values) : Promise.reject(new TransactionClosedError())),
           exec: (sql) => (open ? script(client, sql) : Promise.reject(new TransactionClosedError())),
+          afterCommit: (cb) => onCommit.push(cb),
         };
         const result = await fn(tx);
         open = false;
         await run(client, 'COMMIT');
+        for (const cb of onCommit) cb();
         return result;
       } catch (err) {
         open = false;

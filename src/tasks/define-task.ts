@@ -16,6 +16,8 @@ export interface TaskServices {}
 
 /** What the push route knows about a delivery, from the Cloud Tasks / Cloud Scheduler headers. */
 export interface Delivery {
+  /** X-Task-Key: the idempotency key the enqueuer chose (set on every task this service creates). */
+  key: string | undefined;
   /** X-CloudTasks-QueueName (short id), when pushed by Cloud Tasks. */
   queueName: string | undefined;
   /** X-CloudTasks-TaskName (short id) or X-CloudScheduler-JobName. */
@@ -55,8 +57,9 @@ export interface TaskDefinition<Name extends string = string, Schema extends z.Z
   readonly queue: string;
   readonly payload: Schema;
   /**
-   * What makes two deliveries the same run. (Default: the Cloud Tasks task id, so each enqueued
-   * task runs once; a delivery with no task id and no key is refused as dead.)
+   * What makes two deliveries the same run, from the payload (and, for scheduled runs, the schedule
+   * time). Called at enqueue too, with an empty delivery. (Default: the key the enqueuer chose and
+   * sent as X-Task-Key, else the Cloud Tasks task id; with neither, the delivery is refused as dead.)
    */
   readonly idempotencyKey?: (payload: z.output<Schema>, delivery: Delivery) => string | undefined;
   /** Claim, handler and completion in one database transaction. (Default: false) */
@@ -77,8 +80,10 @@ export type PayloadOf<N extends TaskName> = z.input<TaskByName<N>['payload']>;
 export interface EnqueueOptions {
   /** Delay before the first attempt: seconds, or a string such as "30s", "5m", "2h". At most 30 days. */
   delay?: number | string;
-  /** Overrides the task's idempotency key for the Cloud Tasks task id (replays, manual runs). */
+  /** The idempotency key, when the task's own rule gives none. (Default: a new random key) */
   key?: string;
+  /** Makes a new Cloud Tasks task id for the same key: a replay is a new series of attempts. */
+  series?: number;
   /** Dispatch deadline in seconds. (Default: the task's deadlineSeconds) */
   deadlineSeconds?: number;
   /** Write to the outbox in this transaction; sent to Cloud Tasks after commit. */

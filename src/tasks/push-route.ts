@@ -98,13 +98,13 @@ async function runDelivery(deps: PushRouteDeps, task: AnyTask, request: FastifyR
     const key = delivery.taskName ?? `invalid:${parsed.hash.slice(0, 32)}`;
     return refuse(deps, log, { ...base, key }, parsed.error);
   }
-  const key = task.idempotencyKey?.(parsed.payload, delivery) ?? delivery.taskName;
+  const key = task.idempotencyKey?.(parsed.payload, delivery) ?? delivery.key ?? delivery.taskName;
   if (!key) {
     return refuse(
       deps,
       log,
       { ...base, key: `unkeyed:${parsed.hash.slice(0, 32)}` },
-      'no idempotency key: the payload names none and the request has no X-CloudTasks-TaskName',
+      'no idempotency key: the payload names none and the request has neither X-Task-Key nor X-CloudTasks-TaskName',
     );
   }
   const claim: ClaimInput = { ...base, key, leaseMs: leaseMs(task) };
@@ -396,6 +396,7 @@ export function readDelivery(headers: Headers): Delivery {
   const eta = Number.parseFloat(first(headers, 'x-cloudtasks-tasketa') ?? '');
   const scheduleTime = Date.parse(first(headers, 'x-cloudscheduler-scheduletime') ?? '');
   return {
+    key: first(headers, 'x-task-key') || undefined,
     queueName: first(headers, 'x-cloudtasks-queuename'),
     taskName: first(headers, 'x-cloudtasks-taskname') ?? first(headers, 'x-cloudscheduler-jobname'),
     retryCount: int(first(headers, 'x-cloudtasks-taskretrycount')),
@@ -409,7 +410,10 @@ export function readDelivery(headers: Headers): Delivery {
 function deliveryRecord(headers: Headers): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if ((name.startsWith('x-cloudtasks-') || name.startsWith('x-cloudscheduler')) && value !== undefined) {
+    if (
+      (name.startsWith('x-cloudtasks-') || name.startsWith('x-cloudscheduler') || name === 'x-task-key') &&
+      value !== undefined
+    ) {
       out[name] = Array.isArray(value) ? value.join(',') : value;
     }
   }

@@ -17,8 +17,8 @@ export const healthCheckTask = defineTask({
   queue: 'maintenance',
   payload: z.object({}).strict(),
   // One run per Cloud Scheduler run (its schedule time is constant across retries); one per
-  // enqueued task otherwise.
-  idempotencyKey: (_payload, delivery) => delivery.scheduleTime?.toISOString() ?? delivery.taskName,
+  // enqueued task otherwise (the enqueuer's key).
+  idempotencyKey: (_payload, delivery) => delivery.scheduleTime?.toISOString(),
   deadlineSeconds: 30,
   async handler(ctx) {
     const probes = [databaseProbe(ctx.db), ...ctx.services.healthProbes];
