@@ -522,6 +522,10 @@ export class CloudTasksService {
     // Stop only when both limits are met (queue.proto max_retry_duration).
     if (attemptsDone && durationDone) {
       this.#dropTask(task);
+      this.#ctx.log('warn', `task ${task.name} failed for good after ${task.dispatchCount} attempts`, {
+        url: task.url,
+        ...outcome(status, error),
+      });
       this.#ctx.events.emit('task:failed', { ...event, ...outcome(status, error) });
       return;
     }

@@ -190,6 +190,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     async tick() {
       const seen = new Set<object>();
       for (;;) {
+        if (closed) return;
         const now = clock.now();
         ctx.attempts.expire(now);
         tasks.pump(now, seen);
