@@ -75,4 +75,46 @@ describe('rate limits', () => {
     assert.equal(target.requests.length, 16);
     assert.equal(target.maxInFlight, 2);
   });
+
+  test('due tasks leave in schedule-time order, and RunTask is not held by the token bucket', async (t) => {
+    const { emulator, clock } = await startTestEmulator();
+    const target = await startTarget();
+    const client = tasksClient(emulator, 'rest');
+    t.after(() => Promise.all([client.close(), emulator.close(), target.close()]));
+    const queue = `${PARENT}/queues/one-per-second`;
+    await client.createQueue({ parent: PARENT, queue: { name: queue, rateLimits: { maxDispatchesPerSecond: 1 } } });
+    const at = (s: number) => ({ seconds: START / 1000 + s });
+    for (const [id, s] of [
+      ['third', 3],
+      ['first', 1],
+      ['second', 2],
+      ['fourth', 3],
+    ] as const) {
+      await client.createTask({
+        parent: queue,
+        task: { name: `${queue}/tasks/${id}`, httpRequest: { url: target.url }, scheduleTime: at(s) },
+      });
+    }
+    await client.createTask({
+      parent: queue,
+      task: { name: `${queue}/tasks/urgent`, httpRequest: { url: target.url } },
+    });
+    await emulator.tick(); // "urgent" is due now and takes the only token
+    clock.set(START + 3000);
+    await emulator.tick(); // a second of tokens has refilled: one more leaves
+    assert.deepEqual(
+      target.requests.map((r) => r.headers['X-CloudTasks-TaskName']),
+      ['urgent', 'first'],
+    );
+    await client.runTask({ name: `${queue}/tasks/fourth` }); // no token needed
+    await emulator.tick();
+    for (let i = 1; i <= 3; i++) {
+      clock.set(START + 3000 + i * 1000);
+      await emulator.tick();
+    }
+    assert.deepEqual(
+      target.requests.map((r) => r.headers['X-CloudTasks-TaskName']),
+      ['urgent', 'first', 'fourth', 'second', 'third'],
+    );
+  });
 });

@@ -110,7 +110,7 @@ for (const transport of TRANSPORTS) {
         job: {
           name: every,
           schedule: '* * * * *',
-          httpTarget: { uri: target.url },
+          httpTarget: { uri: target.url, body: Buffer.from('ping') },
           retryConfig: { retryCount: 5, minBackoffDuration: { seconds: 20 } },
         },
       });
@@ -122,6 +122,8 @@ for (const transport of TRANSPORTS) {
       await emulator.tick(); // attempt 2 at :01:20, the next retry (+40 s) would reach :02:00
       assert.equal(retries.length, 1);
       assert.equal(failed.length, 1);
+      // Unlike Cloud Tasks, Cloud Scheduler gives a body without a Content-Type a default one.
+      assert.equal(target.requests[0]!.headers['Content-Type'], 'application/octet-stream');
       assert.equal(failed[0]!.attempt, 2);
       const [job] = await client.getJob({ name: every });
       assert.equal(job.status?.code, 13, 'a 500 counts as INTERNAL');
