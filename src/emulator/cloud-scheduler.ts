@@ -6,15 +6,7 @@ import { backoffDelayMs } from './backoff.ts';
 import type { EmulatorContext } from './context.ts';
 import { isTimeZone, isValidSchedule, lastRunAtOrBefore, nextRunAfter } from './cron.ts';
 import type { DeliveryResult } from './deliver.ts';
-import {
-  alreadyExists,
-  Code,
-  codeForHttpStatus,
-  invalidArgument,
-  notFound,
-  permissionDenied,
-  unimplemented,
-} from './errors.ts';
+import { alreadyExists, Code, invalidArgument, notFound, unimplemented } from './errors.ts';
 import { applyMask, type MaskRules, maskPaths } from './field-mask.ts';
 import {
   authorization,
@@ -26,8 +18,9 @@ import {
   userHeaders,
 } from './http-target.ts';
 import type { PersistedState } from './journal.ts';
-import { isLocationName, parseJobName, projectOfParent } from './names.ts';
+import { parseJobName } from './names.ts';
 import type { ProtoObject } from './protos.ts';
+import { attemptStatus, checkParent, failure, paginate } from './requests.ts';
 import { durationToMs, msToDuration, msToTimestamp, rfc3339Seconds } from './time.ts';
 
 const MSG_JOB_NAME = 'Job name must be formatted: "projects/<PROJECT_ID>/locations/<LOCATION_ID>/jobs/<JOB_ID>".';
@@ -123,14 +116,7 @@ export class CloudSchedulerService {
   listJobs(request: ProtoObject): ProtoObject {
     const parent = checkParent(request.parent);
     const names = [...this.#jobs.keys()].filter((n) => n.startsWith(`${parent}/jobs/`)).sort();
-    const pageSize = Number(request.pageSize ?? 0);
-    if (pageSize < 0) throw invalidArgument('page_size must not be negative.');
-    const size = pageSize === 0 ? MAX_PAGE : Math.min(pageSize, MAX_PAGE);
-    const token = String(request.pageToken ?? '');
-    const after = token === '' ? '' : Buffer.from(token, 'base64url').toString('utf8');
-    const start = after === '' ? 0 : names.filter((n) => n <= after).length;
-    const page = names.slice(start, start + size);
-    const next = start + size < names.length ? Buffer.from(page[page.length - 1]!).toString('base64url') : '';
+    const { page, next } = paginate(names, request.pageSize, request.pageToken, MAX_PAGE);
     return { jobs: page.map((n) => renderJob(this.#jobs.get(n)!)), nextPageToken: next };
   }
 
@@ -312,7 +298,7 @@ export class CloudSchedulerService {
     if (this.#jobs.get(job.json.name) !== job) return; // deleted meanwhile
     const json = job.json;
     const now = this.#now();
-    const { status, error } = result;
+    const { status } = result;
     const event = { job: json.name, scheduleTime: run.scheduleTime, attempt: run.attempts };
     if (status !== undefined && status >= 200 && status < 300) {
       json.status = { code: Code.OK, message: '' };
@@ -320,11 +306,7 @@ export class CloudSchedulerService {
       this.#ctx.events.emit('job:succeeded', { ...event, status });
       return;
     }
-    json.status =
-      status !== undefined
-        ? { code: codeForHttpStatus(status), message: `HTTP status code ${status}` }
-        : { code: error === 'DEADLINE_EXCEEDED' ? Code.DEADLINE_EXCEEDED : Code.UNAVAILABLE, message: error ?? '' };
-    const failure = status !== undefined ? { status } : { error: error ?? 'UNAVAILABLE' };
+    json.status = attemptStatus(result);
     const retry = json.retry;
     const countDone = run.attempts - 1 >= retry.retryCount;
     const durationDone = retry.maxRetryDurationMs === 0 || now - run.firstAttemptTime >= retry.maxRetryDurationMs;
@@ -336,12 +318,12 @@ export class CloudSchedulerService {
       if (nextScheduled === undefined || retryAt < nextScheduled) {
         run.nextAttemptAt = retryAt;
         this.#write(job);
-        this.#ctx.events.emit('job:retry-scheduled', { ...event, ...failure, retryAt, delayMs });
+        this.#ctx.events.emit('job:retry-scheduled', { ...event, ...failure(result), retryAt, delayMs });
         return;
       }
     }
     this.#endRun(job, run, now);
-    this.#ctx.events.emit('job:failed', { ...event, ...failure });
+    this.#ctx.events.emit('job:failed', { ...event, ...failure(result) });
   }
 
   /**
@@ -404,13 +386,6 @@ export class CloudSchedulerService {
 
 function jobJson(job: Job): JobJson {
   return job.body ? { ...job.json, body: job.body.toString('base64') } : job.json;
-}
-
-function checkParent(value: unknown): string {
-  const parent = String(value ?? '');
-  if (!isLocationName(parent))
-    throw permissionDenied(`Permission denied on resource project ${projectOfParent(parent)}.`);
-  return parent;
 }
 
 /** Validates a protobuf Job into the stored shape (state and run bookkeeping are the caller's). */

@@ -7,16 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { backoffDelayMs, parseRetryAfterMs } from './backoff.ts';
 import type { EmulatorContext } from './context.ts';
 import type { DeliveryResult } from './deliver.ts';
-import {
-  alreadyExists,
-  Code,
-  codeForHttpStatus,
-  failedPrecondition,
-  invalidArgument,
-  notFound,
-  permissionDenied,
-  unimplemented,
-} from './errors.ts';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, unimplemented } from './errors.ts';
 import { applyMask, type MaskRules, maskPaths } from './field-mask.ts';
 import { type HeapEntry, MinHeap } from './heap.ts';
 import {
@@ -29,8 +20,9 @@ import {
   userHeaders,
 } from './http-target.ts';
 import type { JournalRecord, PersistedState } from './journal.ts';
-import { isLocationName, isTaskId, parseQueueName, projectOfParent, splitTaskName } from './names.ts';
+import { isTaskId, parseQueueName, splitTaskName } from './names.ts';
 import type { ProtoObject } from './protos.ts';
+import { attemptStatus, checkParent, failure, paginate } from './requests.ts';
 import { durationToMs, msToDuration, msToTimestamp, rfc3339InZone, timestampToMs } from './time.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -492,18 +484,13 @@ export class CloudTasksService {
     // Deleted, purged, or its queue deleted while the request was out: nothing left to update.
     if (queue.tasks.get(task.id) !== task || this.#queues.get(queue.json.name) !== queue) return;
     const now = this.#now();
-    const { status, error } = result;
+    const { status } = result;
     const event = { task: task.name, queue: queue.json.name, attempt: task.dispatchCount };
+    attempt.responseStatus = attemptStatus(result);
     if (status !== undefined) {
       attempt.responseTime = now;
-      attempt.responseStatus = { code: codeForHttpStatus(status), message: `HTTP status code ${status}` };
       task.responseCount += 1;
       if (status < 500) task.executionCount += 1;
-    } else {
-      attempt.responseStatus = {
-        code: error === 'DEADLINE_EXCEEDED' ? Code.DEADLINE_EXCEEDED : Code.UNAVAILABLE,
-        message: error ?? 'UNAVAILABLE',
-      };
     }
     task.lastHttpStatus = status;
 
@@ -524,9 +511,9 @@ export class CloudTasksService {
       this.#dropTask(task);
       this.#ctx.log('warn', `task ${task.name} failed for good after ${task.dispatchCount} attempts`, {
         url: task.url,
-        ...outcome(status, error),
+        ...failure(result),
       });
-      this.#ctx.events.emit('task:failed', { ...event, ...outcome(status, error) });
+      this.#ctx.events.emit('task:failed', { ...event, ...failure(result) });
       return;
     }
     let delayMs = backoffDelayMs(task.dispatchCount, retry);
@@ -540,7 +527,7 @@ export class CloudTasksService {
     if (this.#ctx.persistent) this.#ctx.journal.write({ t: 'task', task: taskJson(task) });
     this.#ctx.events.emit('task:retry-scheduled', {
       ...event,
-      ...outcome(status, error),
+      ...failure(result),
       retryAt: task.scheduleTime,
       delayMs,
     });
@@ -703,20 +690,8 @@ export class CloudTasksService {
 
 // ── Helpers ─────────────────────────────────────────────────────────────────────────────────
 
-function outcome(status: number | undefined, error: string | undefined): { status?: number; error?: string } {
-  return status !== undefined ? { status } : { error: error ?? 'UNAVAILABLE' };
-}
-
 function deletedRecord(name: string, until: number | undefined): JournalRecord {
   return until === undefined ? { t: 'task-deleted', name } : { t: 'task-deleted', name, until };
-}
-
-function checkParent(value: unknown): string {
-  const parent = String(value ?? '');
-  // Recorded: CreateQueue with parent "not-a-valid-parent" ⇒ PERMISSION_DENIED naming it.
-  if (!isLocationName(parent))
-    throw permissionDenied(`Permission denied on resource project ${projectOfParent(parent)}.`);
-  return parent;
 }
 
 function parseStateFilter(filter: unknown): QueueState | undefined {
@@ -728,29 +703,6 @@ function parseStateFilter(filter: unknown): QueueState | undefined {
       `Unsupported filter "${text}": the emulator understands only "state: RUNNING|PAUSED|DISABLED".`,
     );
   return m[1]!.toUpperCase() as QueueState;
-}
-
-/** Page tokens are the last name returned (base64url), so pages stay consistent while items change. */
-function paginate(
-  sorted: string[],
-  pageSizeValue: unknown,
-  tokenValue: unknown,
-  max: number,
-): { page: string[]; next: string } {
-  const pageSize = Number(pageSizeValue ?? 0);
-  if (pageSize < 0) throw invalidArgument('page_size must not be negative.');
-  const size = pageSize === 0 ? max : Math.min(pageSize, max);
-  let start = 0;
-  const token = String(tokenValue ?? '');
-  if (token !== '') {
-    const after = Buffer.from(token, 'base64url').toString('utf8');
-    if (after === '') throw invalidArgument('Invalid page_token.');
-    start = sorted.findIndex((n) => n > after);
-    if (start < 0) start = sorted.length;
-  }
-  const page = sorted.slice(start, start + size);
-  const next = start + size < sorted.length ? Buffer.from(page[page.length - 1]!).toString('base64url') : '';
-  return { page, next };
 }
 
 /**
