@@ -1,7 +1,11 @@
 // `backend emulator`: the Cloud Tasks + Cloud Scheduler emulator on its own, for services written
 // in any language; prints where it listens and how to point a client at it.
 import { type Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, type Emulator, startEmulator } from '../emulator/index.ts';
+import type { Emulator } from '../emulator/index.ts';
+
+// The emulator's defaults, repeated here so `backend --help` need not load the emulator.
+const DEFAULT_GRPC_PORT = 8123;
+const DEFAULT_HTTP_PORT = 8124;
 
 /** How long a signal waits for the emulator to close (flushing the journal) before exiting anyway. */
 const SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -22,6 +26,7 @@ export function emulatorCommand(program: Command): void {
     .option('--data-dir <dir>', 'keep queues, tasks, jobs and the signing key here (default: memory only)')
     .option('--host <host>', 'interface to listen on', '127.0.0.1')
     .action(async (options: EmulatorCliOptions) => {
+      const { startEmulator } = await import('../emulator/index.ts');
       const emulator = await startEmulator({
         host: options.host,
         grpcPort: options.grpcPort,

@@ -70,6 +70,11 @@ export class TaskEnqueuer {
     this.#deps = deps;
   }
 
+  /** Where and how tasks are pushed (also what schedules sync uses for its jobs). */
+  get target(): EnqueueTarget {
+    return this.#deps.target;
+  }
+
   /** Typed from the registry: a wrong task name or payload does not compile. */
   readonly enqueue: Enqueue = (task, payload, options) => this.enqueueByName(task, payload, options);
 

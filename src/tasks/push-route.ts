@@ -362,13 +362,18 @@ function parsePayload(task: AnyTask, raw: Buffer): Parsed {
     const hash = createHash('sha256').update(raw).digest('hex');
     return { ok: false, error: `body is not JSON (${(err as Error).message})`, json: null, hash };
   }
-  const hash = createHash('sha256').update(canonicalJson(json)).digest('hex');
+  const hash = payloadHash(json);
   const result: z.ZodSafeParseResult<unknown> = task.payload.safeParse(json);
   if (!result.success) {
     const issues = result.error.issues.map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`).join('; ');
     return { ok: false, error: `payload does not match ${task.name}: ${issues}`, json, hash };
   }
   return { ok: true, payload: result.data, json, hash };
+}
+
+/** What task_runs.payload_hash holds for a JSON payload. */
+export function payloadHash(json: unknown): string {
+  return createHash('sha256').update(canonicalJson(json)).digest('hex');
 }
 
 /** JSON with object keys sorted, so the same payload always hashes the same. */

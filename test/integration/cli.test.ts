@@ -16,6 +16,18 @@ after(() => {
   for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
 });
 
+/** Free ports for a service and its embedded emulator, so tests never collide with each other. */
+async function ports(): Promise<Record<string, string>> {
+  const [port, grpc, http] = [await freePort(), await freePort(), await freePort()];
+  return {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+    EMULATOR_GRPC_PORT: String(grpc),
+    EMULATOR_HTTP_PORT: String(http),
+  };
+}
+
 describe('backend command line: usage', { skip: testDbKind === 'postgres' && 'database-independent' }, () => {
   test('--help lists the commands and exits 0; every command has --help', async () => {
     const r = await runBackend(['--help']);
@@ -59,12 +71,13 @@ describe('backend command line: usage', { skip: testDbKind === 'postgres' && 'da
 describe(`backend serve (${testDbKind})`, () => {
   test('serves /healthz and /readyz, then shuts down cleanly on SIGTERM', async () => {
     const port = await freePort();
-    const env: Record<string, string> = { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: tempDataDir() };
+    const env: Record<string, string> = { ...(await ports()), DATA_DIR: tempDataDir() };
     const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
     if (db?.url) env.DATABASE_URL = db.url;
     const service = startBackend(['serve'], env);
     try {
       await service.waitForLine(/"listening on http:\/\/127\.0\.0\.1:\d+"/);
+      const port = env.PORT;
       const health = await fetch(`http://127.0.0.1:${port}/healthz`);
       assert.equal(health.status, 200);
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
@@ -81,8 +94,7 @@ describe(`backend serve (${testDbKind})`, () => {
 
   test('a second process cannot open the same embedded database', { skip: testDbKind === 'postgres' }, async () => {
     const dir = tempDataDir();
-    const port = await freePort();
-    const first = startBackend(['serve'], { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dir });
+    const first = startBackend(['serve'], { ...(await ports()), DATA_DIR: dir });
     try {
       await first.waitForLine(/"listening on/);
       const second = await runBackend(['migrate'], { DATA_DIR: dir });
@@ -91,6 +103,46 @@ describe(`backend serve (${testDbKind})`, () => {
     } finally {
       first.child.kill('SIGTERM');
       await first.exit;
+    }
+  });
+});
+
+describe('a second terminal while npm start runs', {
+  skip: testDbKind === 'postgres' && 'embedded database only',
+}, () => {
+  test('enqueue goes through the emulator and the push route; runs list, show and errors work', async () => {
+    const env = { ...(await ports()), DATA_DIR: tempDataDir() };
+    const service = startBackend(['serve'], env);
+    try {
+      await service.waitForLine(/"listening on/);
+      const enqueued = await runBackend(['enqueue', 'health.check', '{}'], env);
+      assert.equal(enqueued.code, 0, enqueued.stderr);
+      assert.match(
+        enqueued.stdout,
+        /^enqueued: projects\/local\/locations\/us-central1\/queues\/maintenance\/tasks\/[0-9a-f]{32}-health-check$/m,
+      );
+      // The push arrives at the service; its one log line says how it ended.
+      await service.waitForLine(/"message":"POST \/tasks\/health\.check 200"/);
+      const list = await runBackend(['runs', 'list'], env);
+      assert.equal(list.code, 0, list.stderr);
+      assert.match(list.stdout, /^1\s+health\.check\s+succeeded\s+1\s/m);
+      const dead = await runBackend(['runs', 'list', '--status', 'dead'], env);
+      assert.equal(dead.stdout.trim(), 'no runs');
+      const show = await runBackend(['runs', 'show', '1'], env);
+      assert.equal(JSON.parse(show.stdout).status, 'succeeded');
+      const unknown = await runBackend(['enqueue', 'health.chek', '{}'], env);
+      assert.equal(unknown.code, 1);
+      assert.match(unknown.stderr, /No task named "health\.chek"\. Known tasks: health\.check/);
+      const badJson = await runBackend(['enqueue', 'health.check', '{nope'], env);
+      assert.equal(badJson.code, 2);
+      const badStatus = await runBackend(['runs', 'list', '--status', 'lost'], env);
+      assert.equal(badStatus.code, 2);
+      const missing = await runBackend(['runs', 'show', '999'], env);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stdout + missing.stderr, /no run with id 999/);
+    } finally {
+      service.child.kill('SIGTERM');
+      await service.exit;
     }
   });
 });
