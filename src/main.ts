@@ -130,7 +130,7 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
         clock,
       }),
       enqueue: enqueuer.enqueue,
-      services: { healthProbes: [] },
+      services: { healthProbes: [], taskRunRetentionDays: config.tasks.runRetentionDays },
       events,
     });
     cleanup.unshift(() => app.close());

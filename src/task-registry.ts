@@ -1,8 +1,9 @@
 // The one list of tasks, queues and schedules. Adding a task: one *.task.ts file and one line here.
 import { healthCheckTask } from './domains/health/health-check.task.ts';
+import { pruneRunsTask } from './tasks/prune-runs.task.ts';
 import { createRegistry, type QueueDefinition, type ScheduleDefinition } from './tasks/registry.ts';
 
-export const tasks = [healthCheckTask] as const;
+export const tasks = [healthCheckTask, pruneRunsTask] as const;
 
 declare module './tasks/define-task.ts' {
   interface Register {
@@ -50,6 +51,14 @@ export const schedules: readonly ScheduleDefinition[] = [
     cron: '*/5 * * * *',
     timeZone: 'UTC',
     task: 'health.check',
+    payload: {},
+  },
+  {
+    name: 'prune-runs',
+    description: 'Delete finished task runs older than TASK_RUN_RETENTION_DAYS.',
+    cron: '30 3 * * *',
+    timeZone: 'UTC',
+    task: 'maintenance.prune_runs',
     payload: {},
   },
 ];

@@ -74,7 +74,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
       clock,
     }),
     enqueue,
-    services: { healthProbes: [], ...options.services },
+    services: { healthProbes: [], taskRunRetentionDays: config.tasks.runRetentionDays, ...options.services },
     events,
   });
   return {

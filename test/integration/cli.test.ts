@@ -70,7 +70,6 @@ describe('backend command line: usage', { skip: testDbKind === 'postgres' && 'da
 
 describe(`backend serve (${testDbKind})`, () => {
   test('serves /healthz and /readyz, then shuts down cleanly on SIGTERM', async () => {
-    const port = await freePort();
     const env: Record<string, string> = { ...(await ports()), DATA_DIR: tempDataDir() };
     const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
     if (db?.url) env.DATABASE_URL = db.url;

@@ -183,7 +183,7 @@ describe(`the service end to end (${testDbKind})`, () => {
     const first = await syncSchedules(client, target, schedules, { dryRun: false });
     assert.deepEqual(
       first.map((c) => [c.name, c.action]),
-      [[`${JOB_PREFIX}health-check`, 'create']],
+      schedules.map((s) => [`${JOB_PREFIX}${s.name}`, 'create']),
     );
     const [job] = await client.getJob({
       name: client.jobPath('sync-jobs', 'us-central1', `${JOB_PREFIX}health-check`),
@@ -194,7 +194,7 @@ describe(`the service end to end (${testDbKind})`, () => {
     const second = await syncSchedules(client, target, schedules, { dryRun: false });
     assert.deepEqual(
       second.map((c) => c.action),
-      ['unchanged'],
+      schedules.map(() => 'unchanged'),
     );
     // Someone else's job in the same location is never touched.
     const parent = client.locationPath('sync-jobs', 'us-central1');
@@ -208,8 +208,8 @@ describe(`the service end to end (${testDbKind})`, () => {
     });
     const third = await syncSchedules(client, target, [], { dryRun: false });
     assert.deepEqual(
-      third.map((c) => [c.name, c.action]),
-      [[`${JOB_PREFIX}health-check`, 'delete']],
+      third.map((c) => [c.name, c.action]).sort(),
+      schedules.map((s) => [`${JOB_PREFIX}${s.name}`, 'delete']).sort(),
     );
     const [left] = await client.listJobs({ parent });
     assert.deepEqual(
