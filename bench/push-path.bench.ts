@@ -1,0 +1,688 @@
+// The push path under load (issue 3): no-op tasks per second through POST /tasks/{task} (OIDC
+// verification with jose, claim, handler, completion) on PostgreSQL, next to a ceiling measured in
+// the same run: a bare Fastify route doing the same RS256 verification and the same two SQL
+// statements (the repository's own claim INSERT and finish UPDATE), with the same pg pool of 10.
+//
+// Run: node bench/push-path.bench.ts [--runs 3] [--seconds 10] [--connections 50] [--seed 200000]
+// PostgreSQL from BENCH_DATABASE_URL (default the local server); the script creates, seeds, migrates
+// and drops its own database. Bounded: a warm-up of --warmup seconds and --runs measured runs of
+// about --seconds each per configuration, every run also cut by a hard time limit; loopback only.
+//
+// Each server runs in its own child process (this script forked with --serve), so the load
+// generator (autocannon, in this process) does not share the servers' event loops. Every request is
+// a new run: a unique idempotency key in the body, a valid token from a pre-signed pool. Each
+// measured run sends a fixed number of requests (the previous run's rate × --seconds), so that
+// nothing is in flight when it ends and the check is exact: succeeded rows == 200 responses.
+//
+// BENCH_CPU_PROF=<dir> starts the servers with --cpu-prof into <dir> (profiles written on exit).
+import { type ChildProcess, fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import Fastify from 'fastify';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import pg from 'pg';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { buildApp } from '../src/app.ts';
+import { systemClock } from '../src/clock.ts';
+import { loadConfig } from '../src/config.ts';
+import type { Queryable } from '../src/db/db.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { openPostgres } from '../src/db/postgres.ts';
+import { createLogger } from '../src/logger.ts';
+import { defineTask, type Enqueue } from '../src/tasks/define-task.ts';
+import { createPushAuthenticator } from '../src/tasks/push-auth.ts';
+import { leaseMs } from '../src/tasks/push-route.ts';
+import { createRegistry } from '../src/tasks/registry.ts';
+import { TaskEvents } from '../src/tasks/task-events.ts';
+import { type AttemptEntry, type ClaimInput, taskRuns } from '../src/tasks/task-runs.repository.ts';
+import { INVOKER, startTestIssuer } from '../test/helpers/test-issuer.ts';
+
+const TASK = 'bench.noop';
+const QUEUE = 'bench';
+const AUDIENCE = 'https://svc.example.run.app';
+const POOL_SIZE = 10;
+const JWKS_OPTIONS = { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 };
+
+type Kind = 'ceiling' | 'push';
+
+interface ServeOptions {
+  url: string;
+  issuer: string;
+  jwksUrl: string;
+}
+
+// The one no-op task: plain (not transactional), keyed by the payload's id.
+const noopTask = defineTask({
+  name: TASK,
+  queue: QUEUE,
+  payload: z.object({ id: z.string().min(1) }),
+  idempotencyKey: (p) => p.id,
+  handler: async () => undefined,
+});
+
+// ---------------------------------------------------------------------------------------------
+// Server role: `node bench/push-path.bench.ts --serve ceiling|push '<ServeOptions JSON>'`
+
+async function serve(kind: Kind, options: ServeOptions): Promise<void> {
+  const db = openPostgres({ url: options.url, max: POOL_SIZE, applicationName: `bench-${kind}` });
+  const app = kind === 'push' ? await pushApp(db, options) : ceilingApp(db, options);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as { port: number };
+  process.on('message', async (msg: { type: string }) => {
+    if (msg.type === 'stats') {
+      process.send?.({ type: 'stats', elu: performance.eventLoopUtilization() });
+    } else if (msg.type === 'stop') {
+      await app.close();
+      await db.close();
+      process.exit(0); // --cpu-prof writes its profile on a normal exit
+    }
+  });
+  process.send?.({ type: 'ready', port });
+}
+
+// The whole push path: the real app from buildApp, real OIDC verification against the local JWKS.
+async function pushApp(db: ReturnType<typeof openPostgres>, options: ServeOptions) {
+  const config = loadConfig({
+    DATABASE_URL: options.url,
+    PUBLIC_BASE_URL: AUDIENCE,
+    TASKS_AUTH: 'oidc',
+    TASKS_INVOKER_SERVICE_ACCOUNT: INVOKER,
+    LOG_LEVEL: 'warn',
+    LOG_FORMAT: 'json',
+  });
+  const logger = createLogger({
+    level: 'warn',
+    format: 'json',
+    destination: pino.destination({ dest: '/dev/null', sync: true }),
+  });
+  const enqueue: Enqueue = async () => {
+    throw new Error('the benchmark task enqueues nothing');
+  };
+  return buildApp({
+    config,
+    db,
+    logger,
+    clock: systemClock,
+    registry: createRegistry({ tasks: [noopTask], queues: [{ name: QUEUE }], schedules: [] }),
+    pushAuth: createPushAuthenticator({
+      mode: 'oidc',
+      audience: config.tasks.oidcAudience,
+      invokerEmail: config.tasks.invokerServiceAccount,
+      issuers: [options.issuer],
+      jwksUrl: options.jwksUrl,
+      clock: systemClock,
+    }),
+    enqueue,
+    services: { healthProbes: [] },
+    events: new TaskEvents(),
+  });
+}
+
+// The ceiling: a bare Fastify route, the same jwtVerify call and checks as push-auth.ts, and the
+// repository's own claimRun and finishAttempt with the parameters the push path passes them.
+function ceilingApp(db: ReturnType<typeof openPostgres>, options: ServeOptions) {
+  const jwks = createRemoteJWKSet(new URL(options.jwksUrl), JWKS_OPTIONS);
+  const lease = leaseMs(noopTask);
+  const app = Fastify();
+  app.post<{ Body: { id: string } }>('/tasks/:task', async (request, reply) => {
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+    if (!bearer) return reply.code(401).send({ error: 'credentials-missing' });
+    try {
+      const { payload } = await jwtVerify(bearer, jwks, {
+        algorithms: ['RS256'],
+        issuer: [options.issuer],
+        audience: AUDIENCE,
+        clockTolerance: 30,
+        currentDate: new Date(),
+        requiredClaims: ['exp', 'iat'],
+      });
+      if (payload.email !== INVOKER || payload.email_verified !== true) throw new Error('email');
+    } catch {
+      return reply.code(401).send({ error: 'unauthenticated' });
+    }
+    const body = request.body;
+    const now = new Date();
+    const delivery: Record<string, string> = {};
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (name.startsWith('x-cloudtasks-') && typeof value === 'string') delivery[name] = value;
+    }
+    const claimed = await taskRuns.claimRun(db, {
+      task: TASK,
+      key: body.id,
+      payload: body,
+      payloadHash: createHash('sha256').update(JSON.stringify(body)).digest('hex'),
+      cloudTaskName: delivery['x-cloudtasks-taskname'] ?? null,
+      queueName: delivery['x-cloudtasks-queuename'] ?? null,
+      delivery,
+      now,
+      leaseMs: lease,
+    });
+    if (claimed.kind !== 'claimed') return reply.code(409).send({ outcome: claimed.kind });
+    const finished = new Date();
+    const entry: AttemptEntry = {
+      attempt: claimed.attempt,
+      status: 'succeeded',
+      startedAt: now.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationMs: finished.getTime() - now.getTime(),
+      error: null,
+      retryCount: 0,
+    };
+    const ok = await taskRuns.finishAttempt(db, {
+      runId: claimed.runId,
+      attempt: claimed.attempt,
+      status: 'succeeded',
+      result: undefined,
+      entry,
+    });
+    if (!ok) return reply.code(409).send({ outcome: 'fenced' });
+    return reply.send({ outcome: 'succeeded', runId: claimed.runId, attempt: claimed.attempt });
+  });
+  return app;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generator: autocannon (CommonJS, untyped), in this process.
+
+interface AutocannonResult {
+  duration: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  resets: number;
+  statusCodeStats: Record<string, { count: number }>;
+}
+interface AutocannonInstance extends EventEmitter {
+  stop(): void;
+}
+type AutocannonRequest = { method: string; path: string; headers: Record<string, string>; body?: string };
+const autocannon = createRequire(import.meta.url)('autocannon') as (
+  options: Record<string, unknown>,
+  done: (err: Error | null, result: AutocannonResult) => void,
+) => AutocannonInstance;
+
+interface LoadResult {
+  label: string;
+  requests: number;
+  ok200: number;
+  non2xx: number;
+  errors: number;
+  seconds: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  cutByTimeLimit: boolean;
+}
+
+async function load(
+  port: number,
+  label: string,
+  tokens: readonly string[],
+  bound: { amount: number } | { seconds: number },
+  connections: number,
+  hardLimitMs: number,
+): Promise<LoadResult> {
+  let n = 0;
+  const latencies: number[] = [];
+  let cutByTimeLimit = false;
+  const result = await new Promise<AutocannonResult>((resolve, reject) => {
+    let limit: NodeJS.Timeout | undefined;
+    const instance = autocannon(
+      {
+        url: `http://127.0.0.1:${port}`,
+        connections,
+        pipelining: 1,
+        timeout: 10,
+        ...('amount' in bound ? { amount: bound.amount } : { duration: bound.seconds }),
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'Google-Cloud-Tasks',
+          'x-cloudtasks-queuename': QUEUE,
+          'x-cloudtasks-taskretrycount': '0',
+          'x-cloudtasks-taskexecutioncount': '0',
+          'x-cloudtasks-tasketa': String(Math.floor(Date.now() / 1000)),
+        },
+        requests: [
+          {
+            method: 'POST',
+            path: `/tasks/${TASK}`,
+            setupRequest: (req: AutocannonRequest) => {
+              const id = `${label}-${n++}`;
+              return {
+                ...req,
+                headers: {
+                  ...req.headers,
+                  authorization: `Bearer ${tokens[n % tokens.length]}`,
+                  'x-cloudtasks-taskname': id,
+                },
+                body: `{"id":"${id}"}`,
+              };
+            },
+          },
+        ],
+      },
+      (err, r) => {
+        clearTimeout(limit);
+        if (err) reject(err);
+        else resolve(r);
+      },
+    );
+    instance.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
+    limit = setTimeout(() => {
+      cutByTimeLimit = true;
+      instance.stop();
+    }, hardLimitMs);
+  });
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
+  const ok200 = result.statusCodeStats['200']?.count ?? 0;
+  return {
+    label,
+    requests: latencies.length,
+    ok200,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    seconds: result.duration,
+    rps: ok200 / result.duration,
+    p50: at(0.5),
+    p99: at(0.99),
+    cutByTimeLimit,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orchestrator
+
+interface Server {
+  kind: Kind;
+  child: ChildProcess;
+  port: number;
+  stats(): Promise<{ elu: EventLoopUtilization }>;
+  stop(): Promise<void>;
+}
+type EventLoopUtilization = ReturnType<typeof performance.eventLoopUtilization>;
+
+async function startServer(kind: Kind, options: ServeOptions): Promise<Server> {
+  const profDir = process.env.BENCH_CPU_PROF;
+  const execArgv = [...process.execArgv, ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])];
+  const child = fork(import.meta.filename, ['--serve', kind, JSON.stringify(options)], { execArgv, stdio: 'inherit' });
+  const ready = await new Promise<{ type: string; port: number }>((resolve, reject) => {
+    const early = () => reject(new Error(`${kind} server exited before it was ready`));
+    child.once('exit', early);
+    child.once('message', (m) => {
+      child.off('exit', early);
+      resolve(m as { type: string; port: number });
+    });
+  });
+  const next = () => once(child, 'message').then(([m]) => m as { elu: EventLoopUtilization });
+  return {
+    kind,
+    child,
+    port: ready.port,
+    async stats() {
+      const reply = next();
+      child.send({ type: 'stats' });
+      return reply;
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.send({ type: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Busy and total jiffies of the whole machine (all cores), from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** User + system jiffies of one process, from /proc/<pid>/stat; 0 when it is gone. */
+function processJiffies(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+interface CpuSample {
+  machine: { busy: number; total: number };
+  server: number;
+  generator: number;
+  backends: Map<number, number>;
+}
+
+/** Where the machine's CPU goes, in cores: the server, its PostgreSQL backends, the load generator, the rest. */
+interface CpuSplit {
+  server: number;
+  postgres: number;
+  generator: number;
+  rest: number;
+  elu: number;
+}
+
+async function sampleCpu(db: Queryable, dbName: string, server: Server): Promise<CpuSample> {
+  const { rows } = await db.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2',
+    [dbName, `bench-${server.kind}`],
+  );
+  return {
+    machine: machineJiffies(),
+    server: processJiffies(server.child.pid),
+    generator: processJiffies(process.pid),
+    backends: new Map(rows.map((r) => [r.pid, processJiffies(r.pid)])),
+  };
+}
+
+function cpuSplit(before: CpuSample, after: CpuSample, elu: number): CpuSplit {
+  const total = after.machine.total - before.machine.total;
+  const cores = (jiffies: number) => (jiffies / total) * cpus().length;
+  let postgres = 0;
+  for (const [pid, j] of after.backends) postgres += j - (before.backends.get(pid) ?? 0);
+  const server = after.server - before.server;
+  const generator = after.generator - before.generator;
+  const rest = after.machine.busy - before.machine.busy - server - generator - postgres;
+  return { server: cores(server), postgres: cores(postgres), generator: cores(generator), rest: cores(rest), elu };
+}
+
+// Seeds realistic volume (the planner trap of performance.md): finished runs of several tasks.
+const SEED = `
+  INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, cloud_task_name, queue_name,
+                         delivery, attempt_history, created_at, started_at, finished_at, updated_at, last_error)
+  SELECT t.task, 'seed-' || g, CASE WHEN g % 100 = 0 THEN 'dead' ELSE 'succeeded' END, 1 + (g % 100 = 0)::int * 4,
+         jsonb_build_object('id', 'seed-' || g), md5(g::text) || md5((g + 1)::text), 'seed-' || g, t.queue,
+         jsonb_build_object('x-cloudtasks-queuename', t.queue, 'x-cloudtasks-taskname', 'seed-' || g,
+                            'x-cloudtasks-taskretrycount', '0'),
+         jsonb_build_array(jsonb_build_object('attempt', 1, 'status', 'succeeded', 'durationMs', g % 50)),
+         ts, ts, ts + interval '20 ms', ts + interval '20 ms',
+         CASE WHEN g % 100 = 0 THEN 'seeded failure' END
+    FROM generate_series(1, $1::int) AS g
+   CROSS JOIN LATERAL (SELECT now() - (g * interval '3 s') AS ts,
+                              (ARRAY['${TASK}', 'whatsapp.send_reply', 'blog.generate_post', 'health.check'])[1 + g % 4] AS task,
+                              (ARRAY['${QUEUE}', 'whatsapp', 'blog', 'maintenance'])[1 + g % 4] AS queue) AS t`;
+
+/**
+ * The two hot statements exactly as the repository sends them (recorded through a Queryable),
+ * EXPLAIN ANALYZEd inside a transaction that is rolled back.
+ */
+async function explainHotStatements(db: ReturnType<typeof openPostgres>): Promise<{ claim: string; finish: string }> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const recorded: Array<{ text: string; values: unknown[] }> = [];
+    const recorder: Queryable = {
+      async query<R>(text: string, values?: readonly unknown[]) {
+        recorded.push({ text, values: [...(values ?? [])] });
+        const r = await client.query(text, values as unknown[]);
+        return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+      },
+      exec: async (sql) => {
+        await client.query(sql);
+      },
+    };
+    const now = new Date();
+    const input = (key: string): ClaimInput => ({
+      task: TASK,
+      key,
+      payload: { id: key },
+      payloadHash: 'x',
+      cloudTaskName: key,
+      queueName: QUEUE,
+      delivery: { 'x-cloudtasks-taskname': key },
+      now,
+      leaseMs: leaseMs(noopTask),
+    });
+    const claimed = await taskRuns.claimRun(recorder, input('explain-a'));
+    if (claimed.kind !== 'claimed') throw new Error('explain: the sample claim was not claimed');
+    const entry: AttemptEntry = {
+      attempt: 1,
+      status: 'succeeded',
+      startedAt: now.toISOString(),
+      finishedAt: now.toISOString(),
+      durationMs: 0,
+      error: null,
+      retryCount: 0,
+    };
+    await taskRuns.finishAttempt(recorder, { runId: claimed.runId, attempt: 1, status: 'succeeded', entry });
+    const [claimSql, finishSql] = recorded;
+    if (!claimSql || !finishSql || recorded.length !== 2) throw new Error('explain: expected exactly two statements');
+    const plan = async (text: string, values: unknown[]) =>
+      (await client.query(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) ${text}`, values)).rows
+        .map((r: Record<string, string>) => r['QUERY PLAN'])
+        .join('\n');
+    // A second fresh key, so the EXPLAINed claim inserts like a real one; then finish that run.
+    const claimValues = [...claimSql.values];
+    claimValues[1] = 'explain-b';
+    const claim = await plan(claimSql.text, claimValues);
+    const { rows } = await client.query('SELECT id FROM task_runs WHERE task = $1 AND idempotency_key = $2', [
+      TASK,
+      'explain-b',
+    ]);
+    const finishValues = [...finishSql.values];
+    finishValues[0] = rows[0]?.id;
+    const finish = await plan(finishSql.text, finishValues);
+    return { claim, finish };
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const { values: args } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '3' },
+      seconds: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '50' },
+      seed: { type: 'string', default: '200000' },
+      tokens: { type: 'string', default: '64' },
+    },
+  });
+  const runs = Number(args.runs);
+  const seconds = Number(args.seconds);
+  const warmup = Number(args.warmup);
+  const connections = Number(args.connections);
+  const seedRows = Number(args.seed);
+  const pgUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+  const dbName = `bench_push_${process.pid}`;
+  const admin = new pg.Client({ connectionString: pgUrl });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  const url = new URL(pgUrl);
+  url.pathname = `/${dbName}`;
+  const db = openPostgres({ url: url.toString(), max: 2, applicationName: 'bench-orchestrator' });
+  const servers: Server[] = [];
+  let issuerClose: (() => Promise<void>) | undefined;
+  try {
+    const pgInfo = await db.query<{ v: string; sc: string; sb: string }>(
+      "SELECT current_setting('server_version') AS v, current_setting('synchronous_commit') AS sc, current_setting('shared_buffers') AS sb",
+    );
+    await migrate(db);
+    const seedStarted = performance.now();
+    await db.query(SEED, [seedRows]);
+    await db.exec('VACUUM ANALYZE task_runs');
+    console.log(`seeded ${seedRows} finished runs and analysed in ${(performance.now() - seedStarted).toFixed(0)} ms`);
+
+    const explain = await explainHotStatements(db);
+    console.log(`\nEXPLAIN claim (INSERT … ON CONFLICT … RETURNING):\n${explain.claim}`);
+    console.log(
+      `\nEXPLAIN finish (UPDATE … WHERE id = $1 AND attempts = $2 AND status = 'running'):\n${explain.finish}`,
+    );
+    // The claim must arbitrate on the unique (task, key) index and the finish must be an index scan,
+    // never a sequential scan. The finish should be driven by the primary key: driven by the
+    // (status, updated_at) index instead, it visits every running run's row (see bench/results).
+    if (!/Conflict Arbiter Indexes: task_runs_task_key_unique/.test(explain.claim) || /Seq Scan/.test(explain.claim)) {
+      throw new Error('the claim does not arbitrate on task_runs_task_key_unique (see the plan above)');
+    }
+    if (!/Index Scan using /.test(explain.finish) || /Seq Scan/.test(explain.finish)) {
+      throw new Error('the finish UPDATE is not an index scan (see the plan above)');
+    }
+    if (!/Index Scan using task_runs_pkey/.test(explain.finish)) {
+      console.log(
+        "\nNOTE: the finish UPDATE is driven by an index other than the primary key: with status = 'running' " +
+          'estimated rare, it scans every running run; its cost grows with the number of runs in progress.',
+      );
+    }
+
+    const issuer = await startTestIssuer({ audience: AUDIENCE, nowSeconds: () => Math.floor(Date.now() / 1000) });
+    issuerClose = issuer.close;
+    const tokens = await Promise.all(
+      Array.from({ length: Number(args.tokens) }, (_, i) => issuer.token({ jti: `bench-${i}` })),
+    );
+    const badToken = await issuer.tokenFromUnknownKey();
+    const serveOptions: ServeOptions = { url: url.toString(), issuer: issuer.issuer, jwksUrl: issuer.jwksUrl };
+    for (const kind of ['ceiling', 'push'] as const) servers.push(await startServer(kind, serveOptions));
+
+    // Sanity: a valid delivery succeeds and records a succeeded run; a bad signature is refused.
+    for (const s of servers) {
+      const post = (token: string, id: string) =>
+        fetch(`http://127.0.0.1:${s.port}/tasks/${TASK}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ id }),
+        });
+      const ok = await post(tokens[0]!, `sanity-${s.kind}`);
+      const body = (await ok.json()) as { outcome?: string };
+      const refused = await post(badToken, `sanity-bad-${s.kind}`);
+      if (ok.status !== 200 || body.outcome !== 'succeeded' || refused.status !== 401) {
+        throw new Error(
+          `${s.kind}: sanity check failed (${ok.status} ${JSON.stringify(body)}, bad token ${refused.status})`,
+        );
+      }
+    }
+
+    const rate: Record<Kind, number> = { ceiling: 0, push: 0 };
+    for (const s of servers) {
+      const w = await load(s.port, `warmup-${s.kind}`, tokens, { seconds: warmup }, connections, (warmup + 15) * 1000);
+      rate[s.kind] = w.rps;
+      console.log(
+        `warm-up ${s.kind}: ${w.rps.toFixed(0)} req/s, p50 ${w.p50.toFixed(2)} ms, p99 ${w.p99.toFixed(2)} ms`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000)); // the warm-up's cut-off requests finish
+
+    const results: Record<Kind, Array<LoadResult & CpuSplit>> = { ceiling: [], push: [] };
+    const failures: string[] = [];
+    for (let round = 1; round <= runs; round++) {
+      // Alternate the order, so table growth and autovacuum do not favour one configuration.
+      const order = round % 2 === 1 ? servers : [...servers].reverse();
+      for (const s of order) {
+        await db.exec('VACUUM ANALYZE task_runs');
+        await db.exec('CHECKPOINT');
+        const label = `r${round}-${s.kind}`;
+        const amount = Math.max(connections, Math.round(rate[s.kind] * seconds));
+        const eluBefore = (await s.stats()).elu;
+        const before = await sampleCpu(db, dbName, s);
+        const r = await load(s.port, label, tokens, { amount }, connections, (seconds * 3 + 10) * 1000);
+        const after = await sampleCpu(db, dbName, s);
+        const elu = performance.eventLoopUtilization((await s.stats()).elu, eluBefore).utilization;
+        const cpu = cpuSplit(before, after, elu);
+        rate[s.kind] = r.rps;
+        results[s.kind].push({ ...r, ...cpu });
+
+        const { rows } = await db.query<{ succeeded: number; total: number }>(
+          `SELECT count(*) FILTER (WHERE status = 'succeeded') AS succeeded, count(*) AS total
+             FROM task_runs WHERE task = $1 AND idempotency_key LIKE $2`,
+          [TASK, `${label}-%`],
+        );
+        const counted = rows[0]!;
+        const ok =
+          !r.cutByTimeLimit &&
+          r.non2xx === 0 &&
+          r.errors === 0 &&
+          r.requests === amount &&
+          counted.succeeded === r.ok200 &&
+          counted.total === r.ok200;
+        const line =
+          `${label}: ${r.ok200} × 200 in ${r.seconds.toFixed(2)} s = ${r.rps.toFixed(0)} req/s, ` +
+          `p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms; server CPU ${((cpu.server / r.rps) * 1e6).toFixed(0)} µs/request; ` +
+          `CPU cores: server ${cpu.server.toFixed(2)} ` +
+          `(event loop ${(elu * 100).toFixed(0)}% busy), postgres ${cpu.postgres.toFixed(2)}, ` +
+          `generator ${cpu.generator.toFixed(2)}, rest ${cpu.rest.toFixed(2)}; ` +
+          `rows succeeded ${counted.succeeded}/${counted.total}, non-2xx ${r.non2xx}, errors ${r.errors}` +
+          (r.cutByTimeLimit ? ', CUT BY THE TIME LIMIT' : '') +
+          (ok ? ' ✓' : ' ✗');
+        console.log(line);
+        if (!ok) failures.push(line);
+      }
+    }
+
+    const summary = (kind: Kind) => {
+      const rs = results[kind];
+      const m = (f: (r: LoadResult & CpuSplit) => number) => median(rs.map(f));
+      return {
+        rps: m((r) => r.rps),
+        p50: m((r) => r.p50),
+        p99: m((r) => r.p99),
+        server: m((r) => r.server),
+        serverPerRequest: m((r) => (r.server / r.rps) * 1e6),
+        elu: m((r) => r.elu),
+        postgres: m((r) => r.postgres),
+        generator: m((r) => r.generator),
+        rest: m((r) => r.rest),
+      };
+    };
+    const c = summary('ceiling');
+    const p = summary('push');
+    const ratio = p.rps / c.rps;
+    const cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+    console.log(
+      `\n${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} × ${cpuModel}, ` +
+        `${(totalmem() / 2 ** 30).toFixed(0)} GiB; PostgreSQL ${pgInfo.rows[0]?.v} (synchronous_commit=${pgInfo.rows[0]?.sc}, ` +
+        `shared_buffers=${pgInfo.rows[0]?.sb}); ${seedRows} seeded rows; autocannon, ${connections} connections, ` +
+        `${runs} runs of ~${seconds} s per configuration, medians`,
+    );
+    console.log(
+      '\n| configuration | req/s | p50 ms | p99 ms | server CPU µs/request | server cores (event loop busy) | postgres backends cores | generator cores | rest cores |',
+    );
+    console.log('|---|---|---|---|---|---|---|---|---|');
+    const row = (name: string, s: typeof c) =>
+      `| ${name} | ${s.rps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.serverPerRequest.toFixed(0)} | ${s.server.toFixed(2)} ` +
+      `(${(s.elu * 100).toFixed(0)}%) | ${s.postgres.toFixed(2)} | ${s.generator.toFixed(2)} | ${s.rest.toFixed(2)} |`;
+    console.log(row('ceiling: bare Fastify + jwtVerify + claim + finish', c));
+    console.log(row('push path: buildApp, POST /tasks/{task}', p));
+    console.log(
+      `\nratio push path / ceiling: ${(ratio * 100).toFixed(1)}% (goal ≥ 80%); push p99 ${p.p99.toFixed(2)} ms (goal < 25 ms)`,
+    );
+    if (failures.length > 0) {
+      console.error(`\ncorrectness check failed in ${failures.length} run(s):\n${failures.join('\n')}`);
+      process.exitCode = 1;
+    }
+  } finally {
+    for (const s of servers) await s.stop();
+    await issuerClose?.();
+    await db.close();
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+if (process.argv[2] === '--serve') {
+  await serve(process.argv[3] as Kind, JSON.parse(process.argv[4] ?? '{}') as ServeOptions);
+} else {
+  await main();
+}
