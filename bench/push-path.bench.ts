@@ -119,7 +119,7 @@ async function pushApp(db: ReturnType<typeof openPostgres>, options: ServeOption
       clock: systemClock,
     }),
     enqueue,
-    services: { healthProbes: [] },
+    services: { healthProbes: [], taskRunRetentionDays: config.tasks.runRetentionDays },
     events: new TaskEvents(),
   });
 }
