@@ -19,13 +19,16 @@ export interface TestIssuer {
   /** The public key as PEM (for the HS256-with-public-key attack). */
   publicKeyPem: string;
   jwksRequests(): number;
+  /** Key rotation: the JWKS now holds only a new key (kid "test-key-2"), and tokens are signed with it. */
+  rotate(): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startTestIssuer(options: { audience: string; nowSeconds: () => number }): Promise<TestIssuer> {
-  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  let { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  let currentKid = 'test-key-1';
   const other = await generateKeyPair('RS256', { extractable: true });
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'test-key-1', alg: 'RS256', use: 'sig' };
+  let jwk = { ...(await exportJWK(publicKey)), kid: 'test-key-1', alg: 'RS256', use: 'sig' };
   const { createPublicKey } = await import('node:crypto');
   const publicKeyPem = createPublicKey({ key: await exportJWK(publicKey), format: 'jwk' })
     .export({ type: 'spki', format: 'pem' })
@@ -59,10 +62,15 @@ export async function startTestIssuer(options: { audience: string; nowSeconds: (
     jwksUrl: `${issuer}/jwks`,
     publicKeyPem,
     token: (claims = {}, o = {}) =>
-      sign(claimsFor(claims, o.nowSeconds ?? options.nowSeconds()), privateKey, o.kid ?? 'test-key-1'),
+      sign(claimsFor(claims, o.nowSeconds ?? options.nowSeconds()), privateKey, o.kid ?? currentKid),
     tokenFromUnknownKey: (claims = {}, now) =>
       sign(claimsFor(claims, now ?? options.nowSeconds()), other.privateKey, 'test-key-1'),
     jwksRequests: () => requests,
+    async rotate() {
+      ({ privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true }));
+      currentKid = 'test-key-2';
+      jwk = { ...(await exportJWK(publicKey)), kid: currentKid, alg: 'RS256', use: 'sig' };
+    },
     close: async () => {
       server.closeAllConnections();
       server.close();

@@ -95,6 +95,32 @@ describe(`push authentication (${testDbKind})`, () => {
   });
 });
 
+describe(`signing keys (${testDbKind})`, () => {
+  test('the JWKS is fetched once and cached; a rotated key is fetched once more, at most once per 30 s', async (ctx) => {
+    // jose's refetch cooldown reads Date.now(): the test runner's mock clock moves it.
+    ctx.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const t = await buildTestApp({ registry });
+    try {
+      for (let i = 0; i < 5; i++) {
+        assert.equal((await push(t.app, t.issuer, 'test.echo', { n: i }, { taskName: `rot-${i}` })).status, 200);
+      }
+      assert.equal(t.issuer.jwksRequests(), 1);
+      await t.issuer.rotate();
+      // Right after a fetch, tokens with the new kid are refused without hammering the issuer.
+      for (let i = 0; i < 10; i++) {
+        assert.equal((await push(t.app, t.issuer, 'test.echo', { n: i }, { taskName: `early-${i}` })).status, 401);
+      }
+      assert.equal(t.issuer.jwksRequests(), 1);
+      ctx.mock.timers.tick(31_000);
+      assert.equal((await push(t.app, t.issuer, 'test.echo', { n: 1 }, { taskName: 'after-rotation' })).status, 200);
+      assert.equal((await push(t.app, t.issuer, 'test.echo', { n: 2 }, { taskName: 'after-rotation-2' })).status, 200);
+      assert.equal(t.issuer.jwksRequests(), 2);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe(`X-Task-Secret (${testDbKind})`, () => {
   let t: TestApp;
   before(async () => {

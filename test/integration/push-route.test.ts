@@ -14,6 +14,8 @@ import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
 // Test tasks: what they do is observable, so "ran exactly once" is counted, not assumed.
 const calls: Record<string, number> = {};
 let holdFirstAttempt: Promise<void> | undefined;
+/** Gates by attempt number (RetryCount + 1), for the takeover test. */
+const holdAttempt = new Map<number, Promise<void>>();
 const count = (name: string) => {
   calls[name] = (calls[name] ?? 0) + 1;
 };
@@ -27,6 +29,7 @@ const noop = defineTask({
   async handler(ctx) {
     count(`noop:${ctx.payload.id}`);
     if (ctx.payload.hold && ctx.attempt === 1 && holdFirstAttempt) await holdFirstAttempt;
+    await holdAttempt.get(ctx.attempt);
     return { seen: ctx.payload.id };
   },
 });
@@ -58,8 +61,23 @@ const flaky = defineTask({
   },
 });
 
+let sawAbort: unknown;
+const stuck = defineTask({
+  name: 'test.stuck',
+  queue: 'q',
+  payload: z.object({ id: z.string() }),
+  idempotencyKey: (p) => p.id,
+  deadlineSeconds: 15,
+  async handler(ctx) {
+    // A handler that only stops when told to: it must be told before Cloud Tasks gives up.
+    await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+    sawAbort = ctx.signal.reason;
+    return {};
+  },
+});
+
 const registry = createRegistry({
-  tasks: [noop, transfer, flaky],
+  tasks: [noop, transfer, flaky, stuck],
   queues: [{ name: 'q', retryConfig: { maxAttempts: 3 } }],
   schedules: [],
 });
@@ -165,30 +183,46 @@ describe(`POST /tasks/{task} (${testDbKind})`, () => {
   });
 
   test('a delivery whose instance died is taken over after its lease; the late completion is rejected', async () => {
-    const hold = gate();
-    holdFirstAttempt = hold.promise;
-    const zombie = push(t.app, t.issuer, 'test.noop', { id: 'z1', hold: true });
-    await t.events.waitFor('run:claimed', (e) => e.key === 'z1');
-    // While the lease is live, another delivery is told to come back later.
-    const early = await push(t.app, t.issuer, 'test.noop', { id: 'z1', hold: true }, { retryCount: 1 });
-    assert.equal(early.status, 409);
-    assert.equal(early.outcome, 'busy');
-    assert.match(String(early.response.headers['retry-after']), /^\d+$/);
-    // The lease outlives the 30 s dispatch deadline by a minute.
-    t.clock.advance(91_000);
-    const takeover = await push(t.app, t.issuer, 'test.noop', { id: 'z1', hold: true }, { retryCount: 2 });
-    assert.equal(takeover.status, 200);
-    assert.equal(takeover.outcome, 'succeeded');
-    const fenced = t.events.waitFor('run:fenced', (e) => e.key === 'z1');
-    hold.open();
-    const late = await zombie;
-    assert.equal(late.status, 409);
-    assert.equal((await fenced).attempt, 1);
-    const run = await taskRuns.findRun(t.db, 'test.noop', 'z1');
-    assert.equal(run?.status, 'succeeded');
-    assert.equal(run?.attempts, 2);
-    assert.equal(run?.attemptHistory.length, 1);
-    assert.equal(run?.attemptHistory[0]?.attempt, 2);
+    const zombieGate = gate();
+    const takeoverGate = gate();
+    holdAttempt.set(1, zombieGate.promise);
+    holdAttempt.set(3, takeoverGate.promise);
+    try {
+      const zombie = push(t.app, t.issuer, 'test.noop', { id: 'z1' });
+      await t.events.waitFor('run:claimed', (e) => e.key === 'z1');
+      // While the lease is live, another delivery is told to come back later.
+      const early = await push(t.app, t.issuer, 'test.noop', { id: 'z1' }, { retryCount: 1 });
+      assert.equal(early.status, 409);
+      assert.equal(early.outcome, 'busy');
+      assert.match(String(early.response.headers['retry-after']), /^\d+$/);
+      // The lease outlives the 30 s dispatch deadline by a minute.
+      t.clock.advance(91_000);
+      const takenOver = t.events.waitFor('run:claimed', (e) => e.key === 'z1' && e.attempt === 2);
+      const takeover = push(t.app, t.issuer, 'test.noop', { id: 'z1' }, { retryCount: 2 });
+      await takenOver;
+      // The zombie finishes while the new attempt still runs: its completion must not count.
+      const fenced = t.events.waitFor('run:fenced', (e) => e.key === 'z1');
+      zombieGate.open();
+      const late = await zombie;
+      assert.equal(late.status, 409);
+      assert.equal((await fenced).attempt, 1);
+      const during = await taskRuns.findRun(t.db, 'test.noop', 'z1');
+      assert.equal(during?.status, 'running');
+      assert.equal(during?.attempts, 2);
+      takeoverGate.open();
+      const done = await takeover;
+      assert.equal(done.status, 200);
+      assert.equal(done.outcome, 'succeeded');
+      const run = await taskRuns.findRun(t.db, 'test.noop', 'z1');
+      assert.equal(run?.status, 'succeeded');
+      assert.equal(run?.attempts, 2);
+      assert.deepEqual(
+        run?.attemptHistory.map((a) => [a.attempt, a.status]),
+        [[2, 'succeeded']],
+      );
+    } finally {
+      holdAttempt.clear();
+    }
   });
 
   test('RetryAfterError(30) answers 503 with Retry-After: 30', async () => {
@@ -230,6 +264,25 @@ describe(`POST /tasks/{task} (${testDbKind})`, () => {
       run?.attemptHistory.map((a) => a.status),
       ['failed', 'failed', 'dead'],
     );
+  });
+
+  test('a handler still running at its deadline is aborted and the attempt fails (retry), before the dispatch deadline', async (ctx) => {
+    ctx.mock.timers.enable({ apis: ['setTimeout'] });
+    const claimed = t.events.waitFor('run:claimed', (e) => e.key === 'stuck-1');
+    const pending = push(t.app, t.issuer, 'test.stuck', { id: 'stuck-1' });
+    await claimed;
+    // Dispatch deadline 15 s: the handler gets 12 s (10 s or 20 % less, whichever is smaller).
+    ctx.mock.timers.tick(11_999);
+    assert.equal(sawAbort, undefined);
+    ctx.mock.timers.tick(1);
+    const r = await pending;
+    ctx.mock.timers.reset();
+    assert.equal(r.status, 500);
+    assert.equal(r.outcome, 'retry');
+    assert.match(r.body.error.message, /handler deadline of 12000 ms exceeded/);
+    assert.match(String(sawAbort), /handler deadline/);
+    const run = await taskRuns.findRun(t.db, 'test.stuck', 'stuck-1');
+    assert.equal(run?.status, 'failed');
   });
 
   test('an unknown task is 404 UNKNOWN_TASK and records nothing', async () => {
