@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { openPostgres } from '../../src/db/postgres.ts';
+import { dumpSchema } from '../../src/db/schema-dump.ts';
 import { freePort, runBackend, startBackend } from '../helpers/cli-process.ts';
-import { createTestDb, testDbKind } from '../helpers/test-db.ts';
+import { createEmptyPostgresDb, createTestDb, testDbKind } from '../helpers/test-db.ts';
 
 const dataDirs: string[] = [];
 const tempDataDir = () => {
@@ -142,6 +144,28 @@ describe('a second terminal while npm start runs', {
     } finally {
       service.child.kill('SIGTERM');
       await service.exit;
+    }
+  });
+});
+
+describe('two instances deploying at once', { skip: testDbKind !== 'postgres' && 'PostgreSQL only' }, () => {
+  test('two `backend migrate` processes on one empty database both succeed; the schema equals schema.sql', async () => {
+    const db = await createEmptyPostgresDb();
+    try {
+      const env = { DATABASE_URL: db.url!, DATA_DIR: tempDataDir() };
+      const [a, b] = await Promise.all([runBackend(['migrate'], env), runBackend(['migrate'], env)]);
+      assert.equal(a.code, 0, a.stderr);
+      assert.equal(b.code, 0, b.stderr);
+      const applied = `${a.stdout}${b.stdout}`.match(/applied \d{4}_\w+\.sql/g) ?? [];
+      assert.equal(applied.length, new Set(applied).size, 'a migration was applied twice');
+      const check = openPostgres({ url: db.url! });
+      try {
+        assert.equal(await dumpSchema(check), readFileSync(new URL('../../schema.sql', import.meta.url), 'utf8'));
+      } finally {
+        await check.close();
+      }
+    } finally {
+      await db.close();
     }
   });
 });
