@@ -3,10 +3,12 @@
 // the same run: a bare Fastify route doing the same RS256 verification and the same two SQL
 // statements (the repository's own claim INSERT and finish UPDATE), with the same pg pool of 10.
 //
-// Run: node bench/push-path.bench.ts [--runs 3] [--seconds 10] [--connections 50] [--seed 200000]
-// PostgreSQL from BENCH_DATABASE_URL (default the local server); the script creates, seeds, migrates
+// Run: node bench/push-path.bench.ts [--runs 3] [--seconds 10] [--warmup 5] [--connections 50]
+//        [--seed 200000] [--tokens 64]
+// PostgreSQL from BENCH_DATABASE_URL (default the local server); the script creates, migrates, seeds
 // and drops its own database. Bounded: a warm-up of --warmup seconds and --runs measured runs of
-// about --seconds each per configuration, every run also cut by a hard time limit; loopback only.
+// about --seconds each per configuration (about 80 s in all by default), every run also cut by a
+// hard time limit; loopback only. Exits 1 when a correctness check fails. Results: bench/results/push-path.md.
 //
 // Each server runs in its own child process (this script forked with --serve), so the load
 // generator (autocannon, in this process) does not share the servers' event loops. Every request is
@@ -506,7 +508,7 @@ async function main(): Promise<void> {
     options: {
       runs: { type: 'string', default: '3' },
       seconds: { type: 'string', default: '10' },
-      warmup: { type: 'string', default: '3' },
+      warmup: { type: 'string', default: '5' },
       connections: { type: 'string', default: '50' },
       seed: { type: 'string', default: '200000' },
       tokens: { type: 'string', default: '64' },
