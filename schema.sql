@@ -63,6 +63,6 @@ CREATE TABLE task_runs (
   CONSTRAINT task_runs_task_key_unique UNIQUE (task, idempotency_key)
 );
 
-CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC);
+CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC) WHERE (status <> 'running'::text);
 CREATE INDEX task_runs_task_updated_at_idx ON task_runs USING btree (task, updated_at DESC);
 CREATE INDEX task_runs_updated_at_idx ON task_runs USING btree (updated_at DESC);
