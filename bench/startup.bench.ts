@@ -1,5 +1,6 @@
 // Start-up time: from process start to the first 200 on /readyz, for embedded PGlite (migrations
-// already applied) and for PostgreSQL (BENCH_DATABASE_URL, default the local server).
+// already applied) and for PostgreSQL (BENCH_DATABASE_URL, default the local server), locally (with
+// the embedded emulator) and in cloud mode (what a Cloud Run instance runs).
 // Run: node bench/startup.bench.ts [runs]   (bounded: `runs` starts per configuration, default 10)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -62,7 +63,21 @@ try {
     await startOnce({ DATA_DIR: dataDir, DATABASE_URL: url.toString() }); // migrates
     const postgres: number[] = [];
     for (let i = 0; i < runs; i++) postgres.push(await startOnce({ DATA_DIR: dataDir, DATABASE_URL: url.toString() }));
-    rows.push(summary('PostgreSQL, migrations applied', postgres));
+    rows.push(summary('PostgreSQL, migrations applied, embedded emulator', postgres));
+    // What a Cloud Run instance does: no emulator; the clients connect on first use.
+    const cloudEnv = {
+      DATA_DIR: dataDir,
+      DATABASE_URL: url.toString(),
+      TASKS_BACKEND: 'cloud',
+      GCP_PROJECT_ID: 'bench-project',
+      GCP_LOCATION: 'us-central1',
+      PUBLIC_BASE_URL: 'https://backend-bench.a.run.app',
+      SESSION_SECRET: 'b'.repeat(40),
+      TASKS_INVOKER_SERVICE_ACCOUNT: 'tasks-invoker@bench-project.iam.gserviceaccount.com',
+    };
+    const cloud: number[] = [];
+    for (let i = 0; i < runs; i++) cloud.push(await startOnce(cloudEnv));
+    rows.push(summary('PostgreSQL, migrations applied, TASKS_BACKEND=cloud', cloud));
   } finally {
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
