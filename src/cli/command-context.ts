@@ -4,7 +4,8 @@
 import { type Clock, systemClock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/db.ts';
-import { openDatabase } from '../db/open-database.ts';
+import { pendingMigrations } from '../db/migrate.ts';
+import { describeDatabase, openDatabase } from '../db/open-database.ts';
 import { DataDirInUseError } from '../db/pglite.ts';
 import { createLogger } from '../logger.ts';
 import type { Service } from '../main.ts';
@@ -13,6 +14,7 @@ import { registry } from '../task-registry.ts';
 import { type CloudClients, createCloudClients } from '../tasks/cloud-clients.ts';
 import { TaskEnqueuer } from '../tasks/enqueue.ts';
 import type { TaskRegistry } from '../tasks/registry.ts';
+import { CliError } from './cli-context.ts';
 
 export type ContextFactory = () => CommandContext;
 
@@ -41,9 +43,21 @@ export function localContext(config: Config, out: (text: string) => void): Comma
     clock: systemClock,
     out,
     db() {
-      db ??= openDatabase(config.database).catch((err: unknown) => {
-        throw err instanceof DataDirInUseError ? new DelegateToServiceError(err.message) : err;
-      });
+      db ??= openDatabase(config.database).then(
+        async (opened) => {
+          const pending = await pendingMigrations(opened);
+          if (pending.length > 0) {
+            await opened.close();
+            throw new CliError(
+              `${describeDatabase(config.database)} is missing migrations (${pending.join(', ')}): run \`npx backend migrate\` or \`npm start\` first`,
+            );
+          }
+          return opened;
+        },
+        (err: unknown) => {
+          throw err instanceof DataDirInUseError ? new DelegateToServiceError(err.message) : err;
+        },
+      );
       return db;
     },
     clients() {
@@ -56,7 +70,8 @@ export function localContext(config: Config, out: (text: string) => void): Comma
         registry,
         target: enqueueTarget(config),
         clock: systemClock,
-        log: createLogger({ level: 'warn', format: config.log.format }),
+        // The command reports a failure itself, in one line; the enqueuer's retry warnings are noise here.
+        log: createLogger({ level: 'silent', format: config.log.format }),
       });
       return enqueuer;
     },

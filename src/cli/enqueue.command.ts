@@ -1,5 +1,6 @@
 // `backend enqueue <task> <json> [--delay 30s]`: validates against the registry and enqueues one task.
 import type { Command } from 'commander';
+import { emulatorAddress } from '../main.ts';
 import { CliError } from './cli-context.ts';
 import type { ContextFactory } from './command-context.ts';
 
@@ -23,10 +24,19 @@ export function enqueueCommand(program: Command, context: ContextFactory): void 
         throw new CliError(`payload is not valid JSON: ${(err as Error).message}`, 2);
       }
       const ctx = context();
-      const result = await ctx.enqueuer().enqueueByName(task, payload, {
-        ...(options.delay ? { delay: options.delay } : {}),
-        ...(options.key ? { key: options.key } : {}),
-      });
+      const result = await ctx
+        .enqueuer()
+        .enqueueByName(task, payload, {
+          ...(options.delay ? { delay: options.delay } : {}),
+          ...(options.key ? { key: options.key } : {}),
+        })
+        .catch((err: { code?: number }) => {
+          if (err.code !== 14) throw err; // UNAVAILABLE: nothing listens where the backend should be
+          const where = emulatorAddress(ctx.config) ?? 'Google Cloud Tasks';
+          throw new CliError(
+            `cannot reach the task backend at ${where}: is \`npm start\` (or \`npx backend emulator\`) running?`,
+          );
+        });
       ctx.out(`${result.created ? 'enqueued' : 'already enqueued (same task id)'}: ${result.taskName}`);
     });
 }

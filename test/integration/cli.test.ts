@@ -59,6 +59,22 @@ describe('backend command line: usage', { skip: testDbKind === 'postgres' && 'da
     assert.ok(!r.stderr.includes('    at '));
   });
 
+  test('commands say what to do when the database is not migrated or the task backend is not running', async () => {
+    const env = { DATA_DIR: tempDataDir(), EMULATOR_GRPC_PORT: String(await freePort()) };
+    const runs = await runBackend(['runs', 'list'], env);
+    assert.equal(runs.code, 1);
+    assert.match(
+      runs.stderr,
+      /is missing migrations \(0001_init\.sql.*\): run `npx backend migrate` or `npm start` first/,
+    );
+    const enqueue = await runBackend(['enqueue', 'health.check', '{}'], env);
+    assert.equal(enqueue.code, 1);
+    assert.equal(
+      enqueue.stderr.trim(),
+      `backend: cannot reach the task backend at 127.0.0.1:${env.EMULATOR_GRPC_PORT}: is \`npm start\` (or \`npx backend emulator\`) running?`,
+    );
+  });
+
   test('migrate applies pending migrations once, then reports up to date', async () => {
     const dir = tempDataDir();
     const first = await runBackend(['migrate'], { DATA_DIR: dir });
