@@ -123,7 +123,11 @@ async function pushApp(db: ReturnType<typeof openPostgres>, options: ServeOption
       clock: systemClock,
     }),
     enqueue,
-    services: { healthProbes: [], taskRunRetentionDays: config.tasks.runRetentionDays },
+    services: {
+      healthProbes: [],
+      taskRunRetentionDays: config.tasks.runRetentionDays,
+      monthlyGrant: { batchSize: config.credits.monthlyGrantBatchSize },
+    },
     events: new TaskEvents(),
   });
 }

@@ -116,6 +116,8 @@ const envSchema = z.object({
   ),
   LOG_FORMAT: optional(z.enum(['json', 'pretty'], { error: 'expected json or pretty' })),
   TASK_RUN_RETENTION_DAYS: optional(intIn(1, 3650)),
+  SIGNUP_CREDITS: optional(intIn(0, 1_000_000)),
+  MONTHLY_GRANT_BATCH_SIZE: optional(intIn(1, 10_000)),
   EMULATOR_GRPC_PORT: optional(intIn(0, 65535)),
   EMULATOR_HTTP_PORT: optional(intIn(0, 65535)),
   TASKS_OIDC_ISSUER: optional(httpUrl('the http(s) URL of the token issuer, such as http://127.0.0.1:8124')),
@@ -163,6 +165,12 @@ export interface Config {
     readonly model: string | undefined;
   };
   readonly stripe: { readonly webhookSecret: string | undefined; readonly paymentLinkUrl: string | undefined };
+  readonly credits: {
+    /** Credits a new account starts with (its sign-up grant). */
+    readonly signupCredits: number;
+    /** Accounts per transaction in credits.monthly_grant. */
+    readonly monthlyGrantBatchSize: number;
+  };
   readonly oauth: {
     readonly issuerUrl: string;
     readonly clientId: string | undefined;
@@ -266,6 +274,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     llm: { baseUrl: e.LLM_BASE_URL, apiKey: e.LLM_API_KEY, model: e.LLM_MODEL },
     stripe: { webhookSecret: e.STRIPE_WEBHOOK_SECRET, paymentLinkUrl: e.STRIPE_PAYMENT_LINK_URL },
+    credits: { signupCredits: e.SIGNUP_CREDITS ?? 10, monthlyGrantBatchSize: e.MONTHLY_GRANT_BATCH_SIZE ?? 500 },
     oauth: {
       issuerUrl: e.OAUTH_ISSUER_URL ?? 'https://accounts.google.com',
       clientId: e.OAUTH_CLIENT_ID,

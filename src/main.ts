@@ -130,7 +130,11 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
         clock,
       }),
       enqueue: enqueuer.enqueue,
-      services: { healthProbes: [], taskRunRetentionDays: config.tasks.runRetentionDays },
+      services: {
+        healthProbes: [],
+        taskRunRetentionDays: config.tasks.runRetentionDays,
+        monthlyGrant: { batchSize: config.credits.monthlyGrantBatchSize },
+      },
       events,
     });
     cleanup.unshift(() => app.close());

@@ -1,9 +1,11 @@
 // The one list of tasks, queues and schedules. Adding a task: one *.task.ts file and one line here.
+import { monthlyGrantTask } from './domains/credits/monthly-grant.task.ts';
+import { topupTask } from './domains/credits/topup.task.ts';
 import { healthCheckTask } from './domains/health/health-check.task.ts';
 import { pruneRunsTask } from './tasks/prune-runs.task.ts';
 import { createRegistry, type QueueDefinition, type ScheduleDefinition } from './tasks/registry.ts';
 
-export const tasks = [healthCheckTask, pruneRunsTask] as const;
+export const tasks = [healthCheckTask, pruneRunsTask, topupTask, monthlyGrantTask] as const;
 
 declare module './tasks/define-task.ts' {
   interface Register {
@@ -60,6 +62,16 @@ export const schedules: readonly ScheduleDefinition[] = [
     timeZone: 'UTC',
     task: 'maintenance.prune_runs',
     payload: {},
+  },
+  {
+    name: 'monthly-grant',
+    description: 'Grant every account on a plan its monthly credits, once per account and month.',
+    cron: '0 0 1 * *',
+    timeZone: 'UTC',
+    task: 'credits.monthly_grant',
+    payload: {},
+    // A run that dies halfway resumes on retry (each grant is keyed per account and month).
+    retryCount: 5,
   },
 ];
 

@@ -4,6 +4,7 @@ import { loadConfig } from '../config.ts';
 import { reportError } from './cli-context.ts';
 import { type CommandContext, DelegateToServiceError, localContext } from './command-context.ts';
 import { runInService } from './control-channel.ts';
+import { creditsCommand } from './credits.command.ts';
 import { emulatorCommand } from './emulator.command.ts';
 import { enqueueCommand } from './enqueue.command.ts';
 import { migrateCommand } from './migrate.command.ts';
@@ -34,6 +35,7 @@ export function buildProgram(io: CliIo, context: () => CommandContext): Command 
   migrateCommand(program);
   enqueueCommand(program, context);
   runsCommand(program, context);
+  creditsCommand(program, context);
   syncCommands(program, context);
   emulatorCommand(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];

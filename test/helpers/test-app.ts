@@ -74,7 +74,12 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
       clock,
     }),
     enqueue,
-    services: { healthProbes: [], taskRunRetentionDays: config.tasks.runRetentionDays, ...options.services },
+    services: {
+      healthProbes: [],
+      taskRunRetentionDays: config.tasks.runRetentionDays,
+      monthlyGrant: { batchSize: config.credits.monthlyGrantBatchSize },
+      ...options.services,
+    },
     events,
   });
   return {

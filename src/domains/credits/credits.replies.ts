@@ -1,0 +1,19 @@
+// What the WhatsApp `balance` and `topup` commands answer (the WhatsApp domain sends these texts).
+// Pure functions: no database, no configuration lookup.
+
+export function balanceReply(balance: number): string {
+  return `You have ${balance} ${balance === 1 ? 'credit' : 'credits'}.`;
+}
+
+/**
+ * With a Payment Link configured: the link, carrying the account in client_reference_id so the
+ * paid Checkout Session names it (SPEC §8). Without one: how to get credits otherwise.
+ */
+export function topupReply(accountId: number, paymentLinkUrl: string | undefined): string {
+  if (!paymentLinkUrl) {
+    return 'Buying credits online is not available yet. Your credits are renewed each month on a plan; ask the operator to add credits to your account.';
+  }
+  const url = new URL(paymentLinkUrl);
+  url.searchParams.set('client_reference_id', String(accountId));
+  return `Buy credits here: ${url.toString()}\nThey are added to your balance as soon as the payment goes through.`;
+}

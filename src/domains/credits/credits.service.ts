@@ -1,0 +1,342 @@
+// The credits service: intent-named operations over the ledger, used by the tasks, the Stripe
+// webhook, the CLI and (later) the WhatsApp and blog domains. Each operation takes a Queryable:
+// inside a transaction (a task's tx) it runs there; given the Db, it opens its own transaction.
+// Every movement has a unique idempotency key, so a repeated call is answered "duplicate" and
+// changes nothing; a debit the balance cannot cover is refused and changes nothing.
+import { randomUUID } from 'node:crypto';
+import type { Queryable, Tx } from '../../db/db.ts';
+import * as sql from './credits.repository.ts';
+
+export type LedgerKind = 'signup_grant' | 'monthly_grant' | 'topup' | 'charge' | 'refund' | 'adjustment';
+
+export interface LedgerEntry {
+  id: number;
+  accountId: number;
+  amount: number;
+  kind: LedgerKind;
+  idempotencyKey: string;
+  sourceRef: string | null;
+  balanceAfter: number;
+  createdAt: Date;
+}
+
+/** applied: this call wrote the entry; otherwise the key had been used and nothing changed. */
+export interface Movement {
+  applied: boolean;
+  entryId: number;
+  /** The account's balance after this call. */
+  balance: number;
+}
+
+export class UnknownAccountError extends Error {
+  readonly accountId: number;
+  constructor(accountId: number) {
+    super(`no account ${accountId}`);
+    this.name = 'UnknownAccountError';
+    this.accountId = accountId;
+  }
+}
+
+export class InsufficientCreditsError extends Error {
+  readonly balance: number;
+  readonly needed: number;
+  constructor(accountId: number, balance: number, needed: number) {
+    super(`account ${accountId} has ${balance} credits; ${needed} needed`);
+    this.name = 'InsufficientCreditsError';
+    this.balance = balance;
+    this.needed = needed;
+  }
+}
+
+interface EntryRow {
+  id: number;
+  account_id: number;
+  amount: number;
+  kind: LedgerKind;
+  idempotency_key: string;
+  source_ref: string | null;
+  balance_after: number;
+  created_at: Date;
+}
+
+const toEntry = (r: EntryRow): LedgerEntry => ({
+  id: Number(r.id),
+  accountId: Number(r.account_id),
+  amount: Number(r.amount),
+  kind: r.kind,
+  idempotencyKey: r.idempotency_key,
+  sourceRef: r.source_ref,
+  balanceAfter: Number(r.balance_after),
+  createdAt: new Date(r.created_at),
+});
+
+/** Runs fn in q's transaction when q is one, else in a new transaction of q (a Db). */
+export async function inTransaction<T>(q: Queryable, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  if ((q as Partial<Tx>).inTransaction) return fn(q);
+  const db = q as Queryable & { transaction?: <R>(f: (tx: Tx) => Promise<R>) => Promise<R> };
+  if (typeof db.transaction !== 'function') throw new Error('credits: a Db or a transaction is required');
+  return db.transaction(fn);
+}
+
+export interface MoveInput {
+  accountId: number;
+  /** Signed: positive credits the account, negative debits it. Never 0. */
+  amount: number;
+  kind: LedgerKind;
+  key: string;
+  sourceRef?: string | null;
+  at?: Date;
+}
+
+/** The one ledger write: lock the account, insert the entry once, move the balance if inserted. */
+export async function move(q: Queryable, input: MoveInput): Promise<Movement> {
+  if (!Number.isSafeInteger(input.amount) || input.amount === 0) {
+    throw new RangeError(`credits: amount must be a non-zero integer, got ${input.amount}`);
+  }
+  return inTransaction(q, async (tx) => {
+    const at = input.at ?? new Date();
+    const locked = await tx.query<{ balance: number }>(sql.LOCK_ACCOUNT, [input.accountId]);
+    const row = locked.rows[0];
+    if (!row) throw new UnknownAccountError(input.accountId);
+    const balance = Number(row.balance);
+    const after = balance + input.amount;
+    if (after < 0) {
+      // A repeat of a debit that was applied when the balance covered it is still a duplicate.
+      const existing = await entryByKey(tx, input.key);
+      if (existing) return duplicate(existing, input, balance);
+      throw new InsufficientCreditsError(input.accountId, balance, -input.amount);
+    }
+    const inserted = await tx.query<{ id: number }>(sql.INSERT_LEDGER_ENTRY, [
+      input.accountId,
+      input.amount,
+      input.kind,
+      input.key,
+      input.sourceRef ?? null,
+      after,
+      at,
+    ]);
+    if (inserted.rowCount === 0) {
+      const existing = await entryByKey(tx, input.key);
+      if (!existing) throw new Error(`credits: ledger key ${input.key} conflicted but cannot be read`);
+      return duplicate(existing, input, balance);
+    }
+    await tx.query(sql.UPDATE_BALANCE, [input.accountId, input.amount, at]);
+    return { applied: true, entryId: Number(inserted.rows[0]!.id), balance: after };
+  });
+}
+
+function duplicate(existing: LedgerEntry, input: MoveInput, balance: number): Movement {
+  if (existing.accountId !== input.accountId || existing.amount !== input.amount) {
+    throw new Error(
+      `credits: key ${input.key} was used for ${existing.amount} on account ${existing.accountId}, ` +
+        `not ${input.amount} on account ${input.accountId}`,
+    );
+  }
+  return { applied: false, entryId: existing.id, balance };
+}
+
+async function entryByKey(q: Queryable, key: string): Promise<LedgerEntry | undefined> {
+  const r = await q.query<EntryRow>(sql.SELECT_ENTRY_BY_KEY, [key]);
+  return r.rows[0] ? toEntry(r.rows[0]) : undefined;
+}
+
+const positive = (n: number, what: string) => {
+  if (!Number.isSafeInteger(n) || n <= 0) throw new RangeError(`credits: ${what} must be a positive integer, got ${n}`);
+  return n;
+};
+
+export interface NewAccount {
+  plan?: string | null;
+  monthlyCredits?: number;
+  at?: Date;
+}
+
+/** Creates an account with a zero balance; grantSignup gives it its first credits. */
+export async function createAccount(q: Queryable, input: NewAccount = {}): Promise<number> {
+  const r = await q.query<{ id: number }>(sql.INSERT_ACCOUNT, [
+    input.plan ?? null,
+    input.monthlyCredits ?? 0,
+    input.at ?? new Date(),
+  ]);
+  return Number(r.rows[0]!.id);
+}
+
+/** The sign-up grant: once per account, whatever the number of calls. 0 credits: nothing. */
+export async function grantSignup(
+  q: Queryable,
+  accountId: number,
+  credits: number,
+  at?: Date,
+): Promise<Movement | undefined> {
+  if (credits === 0) return undefined;
+  return move(q, {
+    accountId,
+    amount: positive(credits, 'signup credits'),
+    kind: 'signup_grant',
+    key: `signup:${accountId}`,
+    at,
+  });
+}
+
+export interface TopUpInput {
+  accountId: number;
+  credits: number;
+  /** The payment's key (stripe:pi:… or stripe:cs:…): one payment credits once. */
+  key: string;
+  sourceRef: string;
+  at?: Date;
+}
+
+export function topUp(q: Queryable, input: TopUpInput): Promise<Movement> {
+  return move(q, {
+    accountId: input.accountId,
+    amount: positive(input.credits, 'top-up credits'),
+    kind: 'topup',
+    key: input.key,
+    sourceRef: input.sourceRef,
+    at: input.at,
+  });
+}
+
+/** The key of an account's monthly grant: one per account and calendar month (UTC). */
+export const monthlyGrantKey = (accountId: number, month: string) => `grant:monthly:${accountId}:${month}`;
+
+export function grantMonthly(
+  q: Queryable,
+  input: { accountId: number; credits: number; month: string; plan: string; at?: Date },
+): Promise<Movement> {
+  if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(input.month)) throw new RangeError(`credits: month must be YYYY-MM`);
+  return move(q, {
+    accountId: input.accountId,
+    amount: positive(input.credits, 'monthly credits'),
+    kind: 'monthly_grant',
+    key: monthlyGrantKey(input.accountId, input.month),
+    sourceRef: `plan:${input.plan}`,
+    at: input.at,
+  });
+}
+
+export interface ChargeInput {
+  accountId: number;
+  credits: number;
+  /** What is being paid for (a request id): one charge per ref. */
+  ref: string;
+  at?: Date;
+}
+
+/** A one-step charge; InsufficientCreditsError when the balance cannot cover it (nothing changes). */
+export function charge(q: Queryable, input: ChargeInput): Promise<Movement> {
+  return move(q, {
+    accountId: input.accountId,
+    amount: -positive(input.credits, 'charge'),
+    kind: 'charge',
+    key: `charge:${input.ref}`,
+    sourceRef: input.ref,
+    at: input.at,
+  });
+}
+
+/** Gives back a charge (or part of one), once per ref. */
+export function refund(q: Queryable, input: ChargeInput): Promise<Movement> {
+  return move(q, {
+    accountId: input.accountId,
+    amount: positive(input.credits, 'refund'),
+    kind: 'refund',
+    key: `refund:${input.ref}`,
+    sourceRef: input.ref,
+    at: input.at,
+  });
+}
+
+/**
+ * Step one of a charge around slow work (the LLM call): debits now, so two requests cannot spend
+ * the same credits. Once per ref. Then settle (the work happened) or release (it failed for good).
+ */
+export function reserve(q: Queryable, input: ChargeInput): Promise<Movement> {
+  return inTransaction(q, async (tx) => {
+    const at = input.at ?? new Date();
+    const credits = positive(input.credits, 'reservation');
+    const movement = await move(tx, {
+      accountId: input.accountId,
+      amount: -credits,
+      kind: 'charge',
+      key: `hold:${input.ref}`,
+      sourceRef: input.ref,
+      at,
+    });
+    if (movement.applied) await tx.query(sql.INSERT_HOLD, [input.ref, input.accountId, credits, at]);
+    return movement;
+  });
+}
+
+export interface HoldOutcome {
+  /** False when the hold was already settled or released (or never existed): nothing changed. */
+  closed: boolean;
+  refunded: number;
+}
+
+/** Keeps a reservation; `used` below the reserved amount refunds the difference. Once per ref. */
+export function settle(q: Queryable, ref: string, used?: number, at?: Date): Promise<HoldOutcome> {
+  return closeHold(q, ref, 'settled', used, at);
+}
+
+/** Gives a reservation back in full. Once per ref; nothing after a settle. */
+export function release(q: Queryable, ref: string, at?: Date): Promise<HoldOutcome> {
+  return closeHold(q, ref, 'released', 0, at);
+}
+
+async function closeHold(
+  q: Queryable,
+  ref: string,
+  state: 'settled' | 'released',
+  used: number | undefined,
+  at = new Date(),
+): Promise<HoldOutcome> {
+  if (used !== undefined && (!Number.isSafeInteger(used) || used < 0)) {
+    throw new RangeError(`credits: used must be a non-negative integer, got ${used}`);
+  }
+  return inTransaction(q, async (tx) => {
+    const found = await tx.query<{ account_id: number }>(sql.SELECT_HOLD, [ref]);
+    const hold = found.rows[0];
+    if (!hold) return { closed: false, refunded: 0 };
+    const accountId = Number(hold.account_id);
+    // The account first, as for every other movement: one lock order, no deadlock.
+    await tx.query(sql.LOCK_ACCOUNT, [accountId]);
+    const closed = await tx.query<{ amount: number }>(sql.CLOSE_HOLD, [ref, state, at]);
+    if (closed.rowCount === 0) return { closed: false, refunded: 0 };
+    const amount = Number(closed.rows[0]!.amount);
+    const refunded = state === 'released' ? amount : Math.max(0, amount - Math.min(amount, used ?? amount));
+    if (refunded > 0) {
+      await move(tx, { accountId, amount: refunded, kind: 'refund', key: `${state}:${ref}`, sourceRef: ref, at });
+    }
+    return { closed: true, refunded };
+  });
+}
+
+/** An operator's correction (CLI), with the reason recorded; the key lets a retried command apply once. */
+export function adjust(
+  q: Queryable,
+  input: { accountId: number; amount: number; reason: string; key?: string; at?: Date },
+): Promise<Movement> {
+  if (!input.reason.trim()) throw new RangeError('credits: an adjustment needs a reason');
+  return move(q, {
+    accountId: input.accountId,
+    amount: input.amount,
+    kind: 'adjustment',
+    key: `adj:${input.key ?? randomUUID()}`,
+    sourceRef: input.reason.trim(),
+    at: input.at,
+  });
+}
+
+/** The cached balance; undefined for an unknown account. */
+export async function balanceOf(q: Queryable, accountId: number): Promise<number | undefined> {
+  const r = await q.query<{ balance: number }>(sql.SELECT_BALANCE, [accountId]);
+  return r.rows[0] ? Number(r.rows[0].balance) : undefined;
+}
+
+/** An account's movements, newest first. */
+export async function history(q: Queryable, accountId: number, limit = 50): Promise<LedgerEntry[]> {
+  const r = await q.query<EntryRow>(sql.SELECT_HISTORY, [accountId, limit]);
+  return r.rows.map(toEntry);
+}

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { balanceReply, topupReply } from '../../src/domains/credits/credits.replies.ts';
+import { registry } from '../../src/task-registry.ts';
+
+test('balance reply', () => {
+  assert.equal(balanceReply(0), 'You have 0 credits.');
+  assert.equal(balanceReply(1), 'You have 1 credit.');
+  assert.equal(balanceReply(42), 'You have 42 credits.');
+});
+
+test('topup reply: the Payment Link with client_reference_id, or how to get credits', () => {
+  assert.match(
+    topupReply(17, 'https://buy.stripe.com/test_abc'),
+    /^Buy credits here: https:\/\/buy\.stripe\.com\/test_abc\?client_reference_id=17\n/,
+  );
+  assert.match(topupReply(17, 'https://buy.stripe.com/x?locale=de'), /\?locale=de&client_reference_id=17/);
+  const offline = topupReply(17, undefined);
+  assert.doesNotMatch(offline, /http/);
+  assert.match(offline, /credits/);
+});
+
+test('credits.monthly_grant is scheduled at 00:00 UTC on the 1st, on the credits queue', () => {
+  const schedule = registry.schedules.find((s) => s.task === 'credits.monthly_grant');
+  assert.ok(schedule);
+  assert.equal(schedule.cron, '0 0 1 * *');
+  assert.equal(schedule.timeZone, 'UTC');
+  assert.equal(schedule.retryCount, 5);
+  assert.equal(registry.tasks.get('credits.monthly_grant')?.queue, 'credits');
+  assert.equal(registry.tasks.get('credits.topup')?.transactional, true);
+});
+
+test('SIGNUP_CREDITS and MONTHLY_GRANT_BATCH_SIZE: defaults, values, a clear error', () => {
+  assert.deepEqual(loadConfig({}).credits, { signupCredits: 10, monthlyGrantBatchSize: 500 });
+  assert.deepEqual(loadConfig({ SIGNUP_CREDITS: '0', MONTHLY_GRANT_BATCH_SIZE: '50' }).credits, {
+    signupCredits: 0,
+    monthlyGrantBatchSize: 50,
+  });
+  assert.throws(
+    () => loadConfig({ SIGNUP_CREDITS: 'many' }),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      err.issues[0] === 'SIGNUP_CREDITS="many" is not valid: expected an integer from 0 to 1000000',
+  );
+});
