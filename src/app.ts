@@ -7,6 +7,7 @@ import type { Db } from './db/db.ts';
 import { registerErrorHandler } from './http/plugins/error-handler.ts';
 import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
+import { stripeWebhookRoutes } from './http/routes/stripe-webhook.routes.ts';
 import { type Logger, parseTraceContext, traceBindings } from './logger.ts';
 import type { Enqueue, TaskServices } from './tasks/define-task.ts';
 import type { PushAuthenticator } from './tasks/push-auth.ts';
@@ -44,6 +45,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerErrorHandler(app);
   healthRoutes(app, { db: deps.db });
+  // Without a signing secret the route does not exist (404): unsigned events are never accepted.
+  if (config.stripe.webhookSecret) {
+    stripeWebhookRoutes(app, {
+      db: deps.db,
+      clock: deps.clock,
+      enqueue: deps.enqueue,
+      secret: config.stripe.webhookSecret,
+    });
+  }
   pushRoutes(app, {
     registry: deps.registry,
     db: deps.db,

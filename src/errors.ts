@@ -3,6 +3,10 @@
 export const ERROR_CATALOGUE = {
   BAD_REQUEST: { status: 400, summary: 'The request is malformed or fails validation; fix it before retrying.' },
   MALFORMED_JSON: { status: 400, summary: 'The body is not valid JSON.' },
+  INVALID_SIGNATURE: {
+    status: 400,
+    summary: 'A Stripe webhook whose Stripe-Signature is missing, wrong or too old; nothing was recorded.',
+  },
   UNAUTHENTICATED: {
     status: 401,
     summary: 'No valid credentials: a pushed task without a valid OIDC token or X-Task-Secret, or no session.',

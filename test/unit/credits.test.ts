@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { balanceReply, topupReply } from '../../src/domains/credits/credits.replies.ts';
+import { signStripePayload, verifyStripeSignature } from '../../src/domains/credits/stripe-webhook.ts';
 import { registry } from '../../src/task-registry.ts';
 
 test('balance reply', () => {
@@ -19,6 +20,21 @@ test('topup reply: the Payment Link with client_reference_id, or how to get cred
   const offline = topupReply(17, undefined);
   assert.doesNotMatch(offline, /http/);
   assert.match(offline, /credits/);
+});
+
+test('Stripe-Signature: valid, tampered, stale, at the tolerance edge, wrong secret, no v1', () => {
+  const body = Buffer.from('{"id":"evt_1"}');
+  const now = 1_780_000_000_000;
+  const t = Math.floor(now / 1000);
+  const header = signStripePayload(body, 'whsec_a', t);
+  assert.deepEqual(verifyStripeSignature(body, header, 'whsec_a', now), { ok: true });
+  assert.equal(verifyStripeSignature(Buffer.from('{"id":"evt_2"}'), header, 'whsec_a', now).ok, false);
+  assert.equal(verifyStripeSignature(body, header, 'whsec_b', now).ok, false);
+  assert.equal(verifyStripeSignature(body, header, 'whsec_a', now + 301_000).ok, false);
+  assert.equal(verifyStripeSignature(body, header, 'whsec_a', now + 300_000).ok, true);
+  assert.equal(verifyStripeSignature(body, undefined, 'whsec_a', now).ok, false);
+  assert.equal(verifyStripeSignature(body, `t=${t},v1=zz`, 'whsec_a', now).ok, false);
+  assert.equal(verifyStripeSignature(body, header.replace('v1=', 'v0='), 'whsec_a', now).ok, false);
 });
 
 test('credits.monthly_grant is scheduled at 00:00 UTC on the 1st, on the credits queue', () => {

@@ -1,0 +1,58 @@
+// POST /webhooks/stripe: the signature is checked over the raw bytes (so this route has its own
+// content-type parser, kept inside its plugin), then the event is recorded by id and acted on
+// (domains/credits/stripe-webhook.ts). Registered only when STRIPE_WEBHOOK_SECRET is set.
+import type { FastifyInstance } from 'fastify';
+import type { Clock } from '../../clock.ts';
+import type { Db } from '../../db/db.ts';
+import { handleStripeEvent, stripeEventSchema, verifyStripeSignature } from '../../domains/credits/stripe-webhook.ts';
+import { errorBody } from '../../errors.ts';
+import type { Enqueue } from '../../tasks/define-task.ts';
+
+export interface StripeWebhookDeps {
+  db: Db;
+  clock: Clock;
+  enqueue: Enqueue;
+  /** The endpoint's signing secret (whsec_…). */
+  secret: string;
+}
+
+export function stripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookDeps): void {
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+    scope.post('/webhooks/stripe', async (request, reply) => {
+      const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      const header = request.headers['stripe-signature'];
+      const check = verifyStripeSignature(
+        raw,
+        typeof header === 'string' ? header : undefined,
+        deps.secret,
+        deps.clock.now(),
+      );
+      if (!check.ok) {
+        request.log.warn({ reason: check.reason }, `stripe webhook refused: ${check.reason}`);
+        return reply.code(400).send(errorBody('INVALID_SIGNATURE', `Stripe-Signature refused: ${check.reason}.`));
+      }
+      let json: unknown;
+      try {
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        return reply.code(400).send(errorBody('MALFORMED_JSON', 'The body is not valid JSON.'));
+      }
+      const parsed = stripeEventSchema.safeParse(json);
+      if (!parsed.success) {
+        return reply
+          .code(400)
+          .send(errorBody('BAD_REQUEST', 'The body is not a Stripe event (id, type, data.object).'));
+      }
+      const event = parsed.data;
+      const result = await handleStripeEvent(deps.db, deps.enqueue, event, deps.clock.now());
+      request.log.info(
+        { stripeEvent: event.id, type: event.type, outcome: result.outcome, detail: result.detail },
+        `stripe ${event.type}: ${result.outcome}`,
+      );
+      return { received: true, outcome: result.outcome };
+    });
+  });
+}
