@@ -34,6 +34,8 @@ export interface Service {
   readonly emulator: Emulator | undefined;
   /** Stops accepting, lets in-flight requests finish, closes the emulator and the database. Idempotent. */
   close(): Promise<void>;
+  /** Adds a step that close() runs first (before the HTTP server stops). */
+  onClose(step: () => Promise<void>): void;
 }
 
 export interface StartOptions {
@@ -175,6 +177,9 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
       clients,
       events,
       emulator,
+      onClose: (step) => {
+        cleanup.unshift(step);
+      },
       close: () => {
         closing ??= (async () => {
           for (const step of cleanup) await step().catch((err: unknown) => logger.warn({ err }, 'while closing'));

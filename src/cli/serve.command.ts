@@ -19,8 +19,7 @@ export function serveCommand(program: Command, runInService: RunInService): void
       // Other terminals' commands (runs list, enqueue --tx …) run in here while we hold the database.
       const { startControlChannel } = await import('./control-channel.ts');
       const control = await startControlChannel(service, runInService);
-      const close = service.close;
-      Object.assign(service, { close: () => control.close().then(close) });
+      service.onClose(() => control.close());
       closeOnSignals(service, logger, config.shutdownTimeoutMs);
       process.stdout.write(startupBanner(service));
     });

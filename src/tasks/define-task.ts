@@ -105,6 +105,11 @@ export type Enqueue = <N extends TaskName>(
 
 export const DEFAULT_DEADLINE_SECONDS = 120;
 
+/** A schema failure as one readable line: "to: expected string; text: required". */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`).join('; ');
+}
+
 export function defineTask<const Name extends string, Schema extends z.ZodType, Result>(
   definition: TaskDefinition<Name, Schema, Result>,
 ): TaskDefinition<Name, Schema, Result> {

@@ -9,7 +9,7 @@ import type { Tx } from '../db/db.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AnyTask, Delivery, Enqueue, EnqueueOptions, EnqueueResult } from './define-task.ts';
-import { DEFAULT_DEADLINE_SECONDS } from './define-task.ts';
+import { DEFAULT_DEADLINE_SECONDS, describeIssues } from './define-task.ts';
 import type { TaskRegistry } from './registry.ts';
 
 /** Cloud Tasks' task size limit (1 MB), counting the body, URL and headers. */
@@ -108,9 +108,7 @@ export class TaskEnqueuer {
     }
     const parsed = task.payload.safeParse(payload);
     if (!parsed.success) {
-      const issues = parsed.error.issues
-        .map((i: { path: PropertyKey[]; message: string }) => `${i.path.join('.') || '(payload)'}: ${i.message}`)
-        .join('; ');
+      const issues = describeIssues(parsed.error);
       throw new AppError('BAD_REQUEST', `Payload does not match ${name}: ${issues}`);
     }
     const delayMs = options.delay === undefined ? 0 : parseDelay(options.delay);

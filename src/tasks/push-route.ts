@@ -9,7 +9,7 @@ import type { Db, Queryable } from '../db/db.ts';
 import { DatabaseUnavailableError, errorBody } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AnyTask, Delivery, Enqueue, TaskContext, TaskServices } from './define-task.ts';
-import { DEFAULT_DEADLINE_SECONDS } from './define-task.ts';
+import { DEFAULT_DEADLINE_SECONDS, describeIssues } from './define-task.ts';
 import { classifyFailure, responseFor, type TaskOutcome } from './outcome.ts';
 import type { PushAuthenticator } from './push-auth.ts';
 import type { TaskRegistry } from './registry.ts';
@@ -378,7 +378,7 @@ function parsePayload(task: AnyTask, raw: Buffer): Parsed {
   const hash = payloadHash(json);
   const result: z.ZodSafeParseResult<unknown> = task.payload.safeParse(json);
   if (!result.success) {
-    const issues = result.error.issues.map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`).join('; ');
+    const issues = describeIssues(result.error);
     return { ok: false, error: `payload does not match ${task.name}: ${issues}`, json, hash };
   }
   return { ok: true, payload: result.data, json, hash };
