@@ -129,3 +129,57 @@ CREATE TABLE task_runs (
 CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC) WHERE (status <> 'running'::text);
 CREATE INDEX task_runs_task_updated_at_idx ON task_runs USING btree (task, updated_at DESC);
 CREATE INDEX task_runs_updated_at_idx ON task_runs USING btree (updated_at DESC);
+
+CREATE TABLE whatsapp_contacts (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  account_id bigint NOT NULL,
+  phone text,
+  bsuid text,
+  profile_name text,
+  last_inbound_at timestamp with time zone,
+  created_at timestamp with time zone NOT NULL,
+  CONSTRAINT whatsapp_contacts_pkey PRIMARY KEY (id),
+  CONSTRAINT whatsapp_contacts_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts(id),
+  CONSTRAINT whatsapp_contacts_account_id_key UNIQUE (account_id),
+  CONSTRAINT whatsapp_contacts_bsuid_key UNIQUE (bsuid),
+  CONSTRAINT whatsapp_contacts_check CHECK (((phone IS NOT NULL) OR (bsuid IS NOT NULL))),
+  CONSTRAINT whatsapp_contacts_phone_key UNIQUE (phone)
+);
+
+CREATE TABLE whatsapp_messages (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  direction text NOT NULL,
+  wamid text,
+  send_key text,
+  contact_id bigint,
+  wa_user text NOT NULL,
+  phone_number_id text,
+  type text NOT NULL,
+  body text,
+  status text NOT NULL,
+  error jsonb,
+  payload jsonb,
+  message_at timestamp with time zone,
+  created_at timestamp with time zone NOT NULL,
+  updated_at timestamp with time zone NOT NULL,
+  CONSTRAINT whatsapp_messages_pkey PRIMARY KEY (id),
+  CONSTRAINT whatsapp_messages_check CHECK (((direction = 'in'::text) = (send_key IS NULL))),
+  CONSTRAINT whatsapp_messages_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES whatsapp_contacts(id),
+  CONSTRAINT whatsapp_messages_direction_check CHECK ((direction = ANY (ARRAY['in'::text, 'out'::text]))),
+  CONSTRAINT whatsapp_messages_send_key_key UNIQUE (send_key),
+  CONSTRAINT whatsapp_messages_status_check CHECK ((status = ANY (ARRAY['received'::text, 'processed'::text, 'queued'::text, 'offline'::text, 'accepted'::text, 'sent'::text, 'delivered'::text, 'read'::text, 'failed'::text]))),
+  CONSTRAINT whatsapp_messages_wamid_key UNIQUE (wamid)
+);
+
+CREATE INDEX whatsapp_messages_contact_idx ON whatsapp_messages USING btree (contact_id, id);
+CREATE INDEX whatsapp_messages_offline_idx ON whatsapp_messages USING btree (id) WHERE (status = 'offline'::text);
+
+CREATE TABLE whatsapp_statuses (
+  wamid text NOT NULL,
+  status text NOT NULL,
+  recipient text,
+  status_at timestamp with time zone,
+  errors jsonb,
+  received_at timestamp with time zone NOT NULL,
+  CONSTRAINT whatsapp_statuses_pkey PRIMARY KEY (wamid, status)
+);

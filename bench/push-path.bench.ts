@@ -17,6 +17,7 @@
 // nothing is in flight when it ends and the check is exact: succeeded rows == 200 responses.
 //
 // BENCH_CPU_PROF=<dir> starts the servers with --cpu-prof into <dir> (profiles written on exit).
+
 import { type ChildProcess, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
@@ -37,6 +38,7 @@ import type { Queryable } from '../src/db/db.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { openPostgres } from '../src/db/postgres.ts';
 import { createLogger } from '../src/logger.ts';
+import { createTaskServices } from '../src/services.ts';
 import { defineTask, type Enqueue } from '../src/tasks/define-task.ts';
 import { createPushAuthenticator } from '../src/tasks/push-auth.ts';
 import { leaseMs } from '../src/tasks/push-route.ts';
@@ -123,11 +125,7 @@ async function pushApp(db: ReturnType<typeof openPostgres>, options: ServeOption
       clock: systemClock,
     }),
     enqueue,
-    services: {
-      healthProbes: [],
-      taskRunRetentionDays: config.tasks.runRetentionDays,
-      monthlyGrant: { batchSize: config.credits.monthlyGrantBatchSize },
-    },
+    services: createTaskServices(config),
     events: new TaskEvents(),
   });
 }

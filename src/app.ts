@@ -8,6 +8,7 @@ import { registerErrorHandler } from './http/plugins/error-handler.ts';
 import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { stripeWebhookRoutes } from './http/routes/stripe-webhook.routes.ts';
+import { whatsappWebhookRoutes } from './http/routes/whatsapp-webhook.routes.ts';
 import { type Logger, parseTraceContext, traceBindings } from './logger.ts';
 import type { Enqueue, TaskServices } from './tasks/define-task.ts';
 import type { PushAuthenticator } from './tasks/push-auth.ts';
@@ -45,6 +46,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerErrorHandler(app);
   healthRoutes(app, { db: deps.db });
+  whatsappWebhookRoutes(app, {
+    db: deps.db,
+    clock: deps.clock,
+    enqueue: deps.enqueue,
+    verifyToken: config.whatsapp.verifyToken,
+    appSecret: config.whatsapp.appSecret,
+  });
   // Without a signing secret the route does not exist (404): unsigned events are never accepted.
   if (config.stripe.webhookSecret) {
     stripeWebhookRoutes(app, {

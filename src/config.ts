@@ -118,6 +118,7 @@ const envSchema = z.object({
   TASK_RUN_RETENTION_DAYS: optional(intIn(1, 3650)),
   SIGNUP_CREDITS: optional(intIn(0, 1_000_000)),
   MONTHLY_GRANT_BATCH_SIZE: optional(intIn(1, 10_000)),
+  POST_COST_CREDITS: optional(intIn(1, 1_000)),
   EMULATOR_GRPC_PORT: optional(intIn(0, 65535)),
   EMULATOR_HTTP_PORT: optional(intIn(0, 65535)),
   TASKS_OIDC_ISSUER: optional(httpUrl('the http(s) URL of the token issuer, such as http://127.0.0.1:8124')),
@@ -170,6 +171,8 @@ export interface Config {
     readonly signupCredits: number;
     /** Accounts per transaction in credits.monthly_grant. */
     readonly monthlyGrantBatchSize: number;
+    /** Credits one blog post costs. */
+    readonly postCost: number;
   };
   readonly oauth: {
     readonly issuerUrl: string;
@@ -219,6 +222,11 @@ export function loadConfig(env: Env = process.env): Config {
   const auth = e.TASKS_AUTH ?? 'oidc';
   if ((auth === 'secret' || auth === 'oidc-or-secret') && !e.TASK_SECRET) {
     problems.push(`TASK_SECRET is required when TASKS_AUTH=${auth}: expected at least 32 characters`);
+  }
+  if (e.WHATSAPP_ACCESS_TOKEN && !e.WHATSAPP_PHONE_NUMBER_ID) {
+    problems.push(
+      'WHATSAPP_PHONE_NUMBER_ID is required when WHATSAPP_ACCESS_TOKEN is set: expected the numeric phone number id replies are sent from',
+    );
   }
   if (cloud) {
     const need = (name: keyof typeof e, why: string) => {
@@ -274,7 +282,11 @@ export function loadConfig(env: Env = process.env): Config {
     },
     llm: { baseUrl: e.LLM_BASE_URL, apiKey: e.LLM_API_KEY, model: e.LLM_MODEL },
     stripe: { webhookSecret: e.STRIPE_WEBHOOK_SECRET, paymentLinkUrl: e.STRIPE_PAYMENT_LINK_URL },
-    credits: { signupCredits: e.SIGNUP_CREDITS ?? 10, monthlyGrantBatchSize: e.MONTHLY_GRANT_BATCH_SIZE ?? 500 },
+    credits: {
+      signupCredits: e.SIGNUP_CREDITS ?? 10,
+      monthlyGrantBatchSize: e.MONTHLY_GRANT_BATCH_SIZE ?? 500,
+      postCost: e.POST_COST_CREDITS ?? 1,
+    },
     oauth: {
       issuerUrl: e.OAUTH_ISSUER_URL ?? 'https://accounts.google.com',
       clientId: e.OAUTH_CLIENT_ID,

@@ -4,10 +4,20 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Config, withOverrides } from './config.ts';
 
-/** Fills SESSION_SECRET from $DATA_DIR/session-secret in emulator mode (cloud mode requires it). */
+/**
+ * In emulator mode, fills SESSION_SECRET from $DATA_DIR/session-secret and WHATSAPP_APP_SECRET
+ * from $DATA_DIR/whatsapp-app-secret (so local webhooks are signed and checked as in production).
+ * Cloud mode requires the first and disables the WhatsApp webhook without the second.
+ */
 export function withLocalSecrets(config: Config): Config {
-  if (config.sessionSecret || config.tasks.backend === 'cloud') return config;
-  return withOverrides(config, { sessionSecret: readOrCreate(join(config.dataDir, 'session-secret')) });
+  if (config.tasks.backend === 'cloud') return config;
+  return withOverrides(config, {
+    sessionSecret: config.sessionSecret ?? readOrCreate(join(config.dataDir, 'session-secret')),
+    whatsapp: {
+      ...config.whatsapp,
+      appSecret: config.whatsapp.appSecret ?? readOrCreate(join(config.dataDir, 'whatsapp-app-secret')),
+    },
+  });
 }
 
 function readOrCreate(file: string): string {

@@ -11,6 +11,7 @@ import { describeDatabase, openDatabase } from './db/open-database.ts';
 import type { Emulator } from './emulator/index.ts';
 import { withLocalSecrets } from './local-secrets.ts';
 import type { Logger } from './logger.ts';
+import { createTaskServices } from './services.ts';
 import { registry } from './task-registry.ts';
 import { type CloudClients, createCloudClients } from './tasks/cloud-clients.ts';
 import { type EnqueueTarget, TaskEnqueuer } from './tasks/enqueue.ts';
@@ -132,11 +133,7 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
         clock,
       }),
       enqueue: enqueuer.enqueue,
-      services: {
-        healthProbes: [],
-        taskRunRetentionDays: config.tasks.runRetentionDays,
-        monthlyGrant: { batchSize: config.credits.monthlyGrantBatchSize },
-      },
+      services: createTaskServices(config),
       events,
     });
     cleanup.unshift(() => app.close());

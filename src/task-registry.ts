@@ -2,10 +2,19 @@
 import { monthlyGrantTask } from './domains/credits/monthly-grant.task.ts';
 import { topupTask } from './domains/credits/topup.task.ts';
 import { healthCheckTask } from './domains/health/health-check.task.ts';
+import { processMessageTask } from './domains/whatsapp/process-message.task.ts';
+import { sendMessageTask } from './domains/whatsapp/send-message.task.ts';
 import { pruneRunsTask } from './tasks/prune-runs.task.ts';
 import { createRegistry, type QueueDefinition, type ScheduleDefinition } from './tasks/registry.ts';
 
-export const tasks = [healthCheckTask, pruneRunsTask, topupTask, monthlyGrantTask] as const;
+export const tasks = [
+  healthCheckTask,
+  pruneRunsTask,
+  topupTask,
+  monthlyGrantTask,
+  processMessageTask,
+  sendMessageTask,
+] as const;
 
 declare module './tasks/define-task.ts' {
   interface Register {

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
 import { TestClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
+import { createTaskServices } from '../../src/services.ts';
 import { registry as defaultRegistry } from '../../src/task-registry.ts';
 import type { Enqueue, EnqueueOptions, TaskServices } from '../../src/tasks/define-task.ts';
 import { createPushAuthenticator } from '../../src/tasks/push-auth.ts';
@@ -74,12 +75,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
       clock,
     }),
     enqueue,
-    services: {
-      healthProbes: [],
-      taskRunRetentionDays: config.tasks.runRetentionDays,
-      monthlyGrant: { batchSize: config.credits.monthlyGrantBatchSize },
-      ...options.services,
-    },
+    services: { ...createTaskServices(config), ...options.services },
     events,
   });
   return {

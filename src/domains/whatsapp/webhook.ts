@@ -1,0 +1,291 @@
+// WhatsApp webhooks (reference/domain.md §1.2–§1.6): Meta's signature over the raw bytes, the
+// payload schema (what Meta sends, unknown fields ignored), and ingestion: one transaction that
+// records each new inbound message and enqueues its whatsapp.process_message through the outbox,
+// and records status updates against our outgoing messages.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import type { Db } from '../../db/db.ts';
+import type { Enqueue } from '../../tasks/define-task.ts';
+import { insertInbound, recordStatus } from './whatsapp.repository.ts';
+
+/** Meta's webhook payloads can be larger than our 1 MiB default (BSP guides mention up to 3 MB). */
+export const WEBHOOK_BODY_LIMIT_BYTES = 3 * 1024 * 1024;
+
+/** `sha256=<hex>` of HMAC-SHA256(app secret, raw body), as Meta sends in X-Hub-Signature-256. */
+export function signWebhook(rawBody: string | Buffer, appSecret: string): string {
+  return `sha256=${createHmac('sha256', appSecret).update(rawBody).digest('hex')}`;
+}
+
+/** Constant-time check of X-Hub-Signature-256 over the exact bytes received. */
+export function verifyWebhookSignature(
+  rawBody: Buffer,
+  header: string | undefined,
+  appSecret: string,
+): { ok: true } | { ok: false; reason: string } {
+  if (!header) return { ok: false, reason: 'no X-Hub-Signature-256 header' };
+  const match = /^sha256=([0-9a-f]{64})$/i.exec(header.trim());
+  if (!match) return { ok: false, reason: 'X-Hub-Signature-256 is not sha256=<64 hex digits>' };
+  const expected = createHmac('sha256', appSecret).update(rawBody).digest();
+  if (!timingSafeEqual(Buffer.from(match[1]!, 'hex'), expected)) {
+    return { ok: false, reason: 'X-Hub-Signature-256 does not match the body' };
+  }
+  return { ok: true };
+}
+
+/** The GET handshake: the challenge to echo, or why not. The token compare is constant-time. */
+export function verifyHandshake(
+  query: Record<string, unknown>,
+  verifyToken: string | undefined,
+): { ok: true; challenge: string } | { ok: false; reason: string } {
+  const mode = query['hub.mode'];
+  const token = query['hub.verify_token'];
+  const challenge = query['hub.challenge'];
+  if (!verifyToken) return { ok: false, reason: 'WHATSAPP_VERIFY_TOKEN is not set' };
+  if (mode !== 'subscribe') return { ok: false, reason: 'hub.mode is not subscribe' };
+  if (typeof challenge !== 'string' || challenge.length === 0 || challenge.length > 512) {
+    return { ok: false, reason: 'hub.challenge is missing' };
+  }
+  const given = Buffer.from(typeof token === 'string' ? token : '');
+  const wanted = Buffer.from(verifyToken);
+  if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) {
+    return { ok: false, reason: 'hub.verify_token does not match' };
+  }
+  return { ok: true, challenge };
+}
+
+const unixSeconds = z
+  .string()
+  .regex(/^\d{1,12}$/)
+  .optional();
+
+const inboundMessageSchema = z.looseObject({
+  id: z.string().min(1).max(256),
+  // The user's phone number; withheld for some users with usernames (BSUID rollout, 2026).
+  from: z.string().min(1).max(64).optional(),
+  // The business-scoped user id, when Meta sends it on the message.
+  from_user_id: z.string().min(1).max(160).optional(),
+  timestamp: unixSeconds,
+  type: z.string().min(1).max(64),
+  text: z.looseObject({ body: z.string().max(65_536) }).optional(),
+});
+
+const contactSchema = z.looseObject({
+  wa_id: z.string().max(64).optional(),
+  user_id: z.string().max(160).optional(),
+  profile: z.looseObject({ name: z.string().max(512).optional() }).optional(),
+});
+
+const statusSchema = z.looseObject({
+  id: z.string().min(1).max(256),
+  status: z.string().min(1).max(32),
+  timestamp: unixSeconds,
+  recipient_id: z.string().max(160).optional(),
+  errors: z.array(z.unknown()).optional(),
+});
+
+const messagesValueSchema = z.looseObject({
+  metadata: z.looseObject({ phone_number_id: z.string().max(64).optional() }).optional(),
+  contacts: z.array(contactSchema).max(1000).optional(),
+  messages: z.array(inboundMessageSchema).max(1000).optional(),
+  statuses: z.array(statusSchema).max(1000).optional(),
+});
+
+export const webhookSchema = z.looseObject({
+  object: z.string(),
+  entry: z
+    .array(
+      z.looseObject({
+        id: z.string().optional(),
+        changes: z.array(z.looseObject({ field: z.string(), value: z.unknown() })).default([]),
+      }),
+    )
+    .default([]),
+});
+
+export type InboundMessagePayload = z.infer<typeof inboundMessageSchema>;
+
+export interface ParsedInbound {
+  wamid: string;
+  phone: string | null;
+  bsuid: string | null;
+  name: string | null;
+  phoneNumberId: string | null;
+  type: string;
+  body: string | null;
+  messageAt: Date | null;
+  raw: InboundMessagePayload;
+}
+
+export interface ParsedStatus {
+  wamid: string;
+  status: string;
+  recipient: string | null;
+  statusAt: Date | null;
+  errors: unknown[] | undefined;
+}
+
+export interface ParsedWebhook {
+  messages: ParsedInbound[];
+  statuses: ParsedStatus[];
+  /** Changes we do not act on (other fields, other objects), for the debug log. */
+  ignored: string[];
+}
+
+const seconds = (s: string | undefined) => (s === undefined ? null : new Date(Number(s) * 1000));
+
+/** A readable line for what failed validation. */
+export class WebhookPayloadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WebhookPayloadError';
+  }
+}
+
+const where = (issue: z.core.$ZodIssue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`;
+
+/** Meta's envelope to the messages and statuses we handle. Throws WebhookPayloadError when malformed. */
+export function parseWebhook(json: unknown): ParsedWebhook {
+  const envelope = webhookSchema.safeParse(json);
+  if (!envelope.success) throw new WebhookPayloadError(envelope.error.issues.map(where).join('; '));
+  const result: ParsedWebhook = { messages: [], statuses: [], ignored: [] };
+  if (envelope.data.object !== 'whatsapp_business_account') {
+    result.ignored.push(`object ${envelope.data.object}`);
+    return result;
+  }
+  for (const [e, entry] of envelope.data.entry.entries()) {
+    for (const [c, change] of entry.changes.entries()) {
+      if (change.field !== 'messages') {
+        result.ignored.push(`field ${change.field}`);
+        continue;
+      }
+      const value = messagesValueSchema.safeParse(change.value);
+      if (!value.success) {
+        const issue = value.error.issues[0]!;
+        throw new WebhookPayloadError(`entry.${e}.changes.${c}.value.${where(issue)}`);
+      }
+      const { metadata, contacts = [], messages = [], statuses = [] } = value.data;
+      for (const m of messages) {
+        const contact =
+          contacts.find((k) => (m.from && k.wa_id === m.from) || (m.from_user_id && k.user_id === m.from_user_id)) ??
+          (contacts.length === 1 ? contacts[0] : undefined);
+        const phone = m.from ?? contact?.wa_id ?? null;
+        const bsuid = m.from_user_id ?? contact?.user_id ?? null;
+        if (!phone && !bsuid) {
+          result.ignored.push(`message ${m.id} names no sender`);
+          continue;
+        }
+        result.messages.push({
+          wamid: m.id,
+          phone,
+          bsuid,
+          name: contact?.profile?.name ?? null,
+          phoneNumberId: metadata?.phone_number_id ?? null,
+          type: m.type,
+          body: m.text?.body ?? null,
+          messageAt: seconds(m.timestamp),
+          raw: m,
+        });
+      }
+      for (const s of statuses) {
+        result.statuses.push({
+          wamid: s.id,
+          status: s.status,
+          recipient: s.recipient_id ?? null,
+          statusAt: seconds(s.timestamp),
+          errors: s.errors,
+        });
+      }
+      if (messages.length === 0 && statuses.length === 0) result.ignored.push('a messages change with nothing in it');
+    }
+  }
+  return result;
+}
+
+export interface IngestOutcome {
+  /** New inbound messages, each with its whatsapp.process_message enqueued. */
+  accepted: string[];
+  /** Inbound messages seen before: nothing done. */
+  duplicates: string[];
+  statuses: number;
+}
+
+/**
+ * Records the webhook's messages and statuses in one transaction. A new message (by wamid) gets
+ * its process task through the outbox, so it is sent to the queue after commit, and never for a
+ * transaction that rolled back. Resolves once committed: then the webhook may be answered 200.
+ */
+export function ingestWebhook(db: Db, enqueue: Enqueue, parsed: ParsedWebhook, at: Date): Promise<IngestOutcome> {
+  return db.transaction(async (tx) => {
+    const outcome: IngestOutcome = { accepted: [], duplicates: [], statuses: 0 };
+    for (const m of parsed.messages) {
+      const fresh = await insertInbound(tx, {
+        wamid: m.wamid,
+        waUser: m.phone ?? m.bsuid!,
+        phoneNumberId: m.phoneNumberId,
+        type: m.type,
+        body: m.body,
+        payload: {
+          message: m.raw,
+          contact: { name: m.name ?? undefined, waId: m.phone ?? undefined, userId: m.bsuid ?? undefined },
+        },
+        messageAt: m.messageAt,
+        at,
+      });
+      if (!fresh) {
+        outcome.duplicates.push(m.wamid);
+        continue;
+      }
+      await enqueue('whatsapp.process_message', { wamid: m.wamid }, { tx });
+      outcome.accepted.push(m.wamid);
+    }
+    for (const s of parsed.statuses) {
+      if (await recordStatus(tx, { ...s, at })) outcome.statuses += 1;
+    }
+    return outcome;
+  });
+}
+
+export interface ExampleMessage {
+  from: string;
+  text: string;
+  wamid: string;
+  name?: string;
+  /** Unix seconds. */
+  timestamp?: number;
+}
+
+/**
+ * A webhook body as Meta sends it for inbound text messages (reference/domain.md §1.3): for the
+ * curl example printed at start, the benchmark and the tests.
+ */
+export function textWebhook(messages: ExampleMessage[], phoneNumberId = '109876543210987'): string {
+  const contacts = [...new Map(messages.map((m) => [m.from, m])).values()].map((m) => ({
+    profile: { name: m.name ?? 'WhatsApp user' },
+    wa_id: m.from,
+  }));
+  return JSON.stringify({
+    object: 'whatsapp_business_account',
+    entry: [
+      {
+        id: '210987654321098',
+        changes: [
+          {
+            field: 'messages',
+            value: {
+              messaging_product: 'whatsapp',
+              metadata: { display_phone_number: '15550101234', phone_number_id: phoneNumberId },
+              contacts,
+              messages: messages.map((m) => ({
+                from: m.from,
+                id: m.wamid,
+                timestamp: String(m.timestamp ?? 1_793_836_800),
+                type: 'text',
+                text: { body: m.text },
+              })),
+            },
+          },
+        ],
+      },
+    ],
+  });
+}

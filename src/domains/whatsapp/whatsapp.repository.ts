@@ -1,0 +1,278 @@
+// The WhatsApp SQL: contacts, the message history in and out, and status webhooks.
+import type { Queryable } from '../../db/db.ts';
+
+export type OutboundStatus = 'queued' | 'offline' | 'accepted' | 'sent' | 'delivered' | 'read' | 'failed';
+
+/** How far a message has got: a status only ever moves to a higher rank (never read → delivered). */
+const rankOf = (column: string) => `CASE ${column} WHEN 'accepted' THEN 1 WHEN 'sent' THEN 2
+  WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END`;
+
+export function statusRank(status: string): number {
+  return ({ accepted: 1, sent: 2, delivered: 3, read: 4, failed: 5 } as Record<string, number>)[status] ?? 0;
+}
+
+export interface InboundInsert {
+  wamid: string;
+  waUser: string;
+  phoneNumberId: string | null;
+  type: string;
+  body: string | null;
+  payload: unknown;
+  messageAt: Date | null;
+  at: Date;
+}
+
+/** Records an inbound message; false when its wamid was seen before (a redelivered webhook). */
+export async function insertInbound(q: Queryable, m: InboundInsert): Promise<boolean> {
+  const r = await q.query(
+    `INSERT INTO whatsapp_messages (direction, wamid, wa_user, phone_number_id, type, body, status, payload,
+       message_at, created_at, updated_at)
+     VALUES ('in', $1, $2, $3, $4, $5, 'received', $6, $7, $8, $8)
+     ON CONFLICT (wamid) DO NOTHING RETURNING id`,
+    [m.wamid, m.waUser, m.phoneNumberId, m.type, m.body, JSON.stringify(m.payload), m.messageAt, m.at],
+  );
+  return r.rowCount > 0;
+}
+
+export interface StatusInsert {
+  wamid: string;
+  status: string;
+  recipient: string | null;
+  statusAt: Date | null;
+  errors: unknown;
+  at: Date;
+}
+
+/** Records one status webhook (once per wamid and status) and moves our message forward. */
+export async function recordStatus(q: Queryable, s: StatusInsert): Promise<boolean> {
+  const r = await q.query(
+    `INSERT INTO whatsapp_statuses (wamid, status, recipient, status_at, errors, received_at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (wamid, status) DO NOTHING RETURNING wamid`,
+    [s.wamid, s.status, s.recipient, s.statusAt, s.errors === undefined ? null : JSON.stringify(s.errors), s.at],
+  );
+  if (r.rowCount === 0) return false;
+  await q.query(
+    `UPDATE whatsapp_messages SET status = $2, error = COALESCE($3, error), updated_at = $4
+      WHERE wamid = $1 AND direction = 'out' AND (${rankOf('status')}) < $5`,
+    [s.wamid, s.status, s.errors === undefined ? null : JSON.stringify(s.errors), s.at, statusRank(s.status)],
+  );
+  return true;
+}
+
+export interface InboundMessage {
+  id: number;
+  wamid: string;
+  waUser: string;
+  phoneNumberId: string | null;
+  type: string;
+  body: string | null;
+  status: 'received' | 'processed';
+  payload: { message?: Record<string, unknown>; contact?: { name?: string; waId?: string; userId?: string } };
+  messageAt: Date | null;
+}
+
+export async function findInbound(q: Queryable, wamid: string): Promise<InboundMessage | undefined> {
+  const r = await q.query<Record<string, unknown>>(
+    `SELECT id, wamid, wa_user, phone_number_id, type, body, status, payload, message_at
+       FROM whatsapp_messages WHERE wamid = $1 AND direction = 'in'`,
+    [wamid],
+  );
+  const row = r.rows[0];
+  if (!row) return undefined;
+  return {
+    id: Number(row.id),
+    wamid: String(row.wamid),
+    waUser: String(row.wa_user),
+    phoneNumberId: (row.phone_number_id as string | null) ?? null,
+    type: String(row.type),
+    body: (row.body as string | null) ?? null,
+    status: row.status as 'received' | 'processed',
+    payload: (typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload) as InboundMessage['payload'],
+    messageAt: row.message_at ? new Date(row.message_at as string) : null,
+  };
+}
+
+export async function markProcessed(q: Queryable, wamid: string, contactId: number, at: Date): Promise<void> {
+  await q.query(
+    `UPDATE whatsapp_messages SET status = 'processed', contact_id = $2, updated_at = $3 WHERE wamid = $1 AND direction = 'in'`,
+    [wamid, contactId, at],
+  );
+}
+
+export interface Contact {
+  id: number;
+  accountId: number;
+  phone: string | null;
+  bsuid: string | null;
+}
+
+const CONTACT_COLUMNS = 'id, account_id, phone, bsuid';
+
+function toContact(row: Record<string, unknown>): Contact {
+  return {
+    id: Number(row.id),
+    accountId: Number(row.account_id),
+    phone: (row.phone as string | null) ?? null,
+    bsuid: (row.bsuid as string | null) ?? null,
+  };
+}
+
+/** The contact with this BSUID, else this phone number, locked for the rest of the transaction. */
+export async function findContact(
+  q: Queryable,
+  who: { phone: string | null; bsuid: string | null },
+): Promise<Contact | undefined> {
+  const r = await q.query<Record<string, unknown>>(
+    `SELECT ${CONTACT_COLUMNS} FROM whatsapp_contacts
+      WHERE ($1::text IS NOT NULL AND bsuid = $1) OR ($2::text IS NOT NULL AND phone = $2)
+      ORDER BY (bsuid = $1) DESC NULLS LAST LIMIT 1 FOR UPDATE`,
+    [who.bsuid, who.phone],
+  );
+  return r.rows[0] ? toContact(r.rows[0]) : undefined;
+}
+
+/** Inserts a contact; undefined when a concurrent first message of the same user won the race. */
+export async function insertContact(
+  q: Queryable,
+  c: { accountId: number; phone: string | null; bsuid: string | null; name: string | null; at: Date },
+): Promise<Contact | undefined> {
+  const r = await q.query<Record<string, unknown>>(
+    `INSERT INTO whatsapp_contacts (account_id, phone, bsuid, profile_name, created_at)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING ${CONTACT_COLUMNS}`,
+    [c.accountId, c.phone, c.bsuid, c.name, c.at],
+  );
+  return r.rows[0] ? toContact(r.rows[0]) : undefined;
+}
+
+/** Fills in what a later message tells about the user (a BSUID, a phone, a new profile name). */
+export async function touchContact(
+  q: Queryable,
+  id: number,
+  c: { phone: string | null; bsuid: string | null; name: string | null; inboundAt: Date },
+): Promise<void> {
+  await q.query(
+    `UPDATE whatsapp_contacts SET phone = COALESCE(phone, $2), bsuid = COALESCE(bsuid, $3),
+       profile_name = COALESCE($4, profile_name),
+       last_inbound_at = GREATEST(COALESCE(last_inbound_at, $5), $5)
+     WHERE id = $1`,
+    [id, c.phone, c.bsuid, c.name, c.inboundAt],
+  );
+}
+
+export interface OutboundMessage {
+  id: number;
+  sendKey: string;
+  wamid: string | null;
+  status: OutboundStatus;
+}
+
+/** The outbound row of a send key, created as queued on the first attempt. */
+export async function claimOutbound(
+  q: Queryable,
+  m: { sendKey: string; to: string; body: string; phoneNumberId: string | null; at: Date },
+): Promise<OutboundMessage> {
+  await q.query(
+    `INSERT INTO whatsapp_messages (direction, send_key, wa_user, contact_id, phone_number_id, type, body, status,
+       created_at, updated_at)
+     VALUES ('out', $1, $2, (SELECT id FROM whatsapp_contacts WHERE phone = $2 OR bsuid = $2 LIMIT 1), $3, 'text',
+       $4, 'queued', $5, $5)
+     ON CONFLICT (send_key) DO NOTHING`,
+    [m.sendKey, m.to, m.phoneNumberId, m.body, m.at],
+  );
+  const r = await q.query<Record<string, unknown>>(
+    'SELECT id, send_key, wamid, status FROM whatsapp_messages WHERE send_key = $1',
+    [m.sendKey],
+  );
+  const row = r.rows[0]!;
+  return {
+    id: Number(row.id),
+    sendKey: String(row.send_key),
+    wamid: (row.wamid as string | null) ?? null,
+    status: row.status as OutboundStatus,
+  };
+}
+
+/** The Graph API accepted the message: store its wamid and apply statuses that arrived first. */
+export async function markAccepted(q: Queryable, id: number, wamid: string, request: unknown, at: Date): Promise<void> {
+  await q.query(
+    `UPDATE whatsapp_messages SET wamid = $2, status = 'accepted', payload = $3, message_at = $4, updated_at = $4
+      WHERE id = $1`,
+    [id, wamid, JSON.stringify(request), at],
+  );
+  await q.query(
+    `UPDATE whatsapp_messages m SET status = s.status, error = COALESCE(s.errors, m.error), updated_at = $3
+       FROM (SELECT status, errors FROM whatsapp_statuses
+              WHERE wamid = $2 AND status IN ('sent', 'delivered', 'read', 'failed')
+              ORDER BY ${rankOf('status')} DESC LIMIT 1) s
+      WHERE m.id = $1`,
+    [id, wamid, at],
+  );
+}
+
+export async function markOffline(q: Queryable, id: number, request: unknown, at: Date): Promise<void> {
+  await q.query(`UPDATE whatsapp_messages SET status = 'offline', payload = $2, updated_at = $3 WHERE id = $1`, [
+    id,
+    JSON.stringify(request),
+    at,
+  ]);
+}
+
+export async function markFailed(q: Queryable, id: number, error: unknown, at: Date): Promise<void> {
+  await q.query(`UPDATE whatsapp_messages SET status = 'failed', error = $2, updated_at = $3 WHERE id = $1`, [
+    id,
+    JSON.stringify(error),
+    at,
+  ]);
+}
+
+export interface ConversationLine {
+  id: number;
+  direction: 'in' | 'out';
+  waUser: string;
+  accountId: number | null;
+  type: string;
+  body: string | null;
+  status: string;
+  error: unknown;
+  createdAt: Date;
+}
+
+function toLine(row: Record<string, unknown>): ConversationLine {
+  return {
+    id: Number(row.id),
+    direction: row.direction as 'in' | 'out',
+    waUser: String(row.wa_user),
+    accountId: row.account_id === null || row.account_id === undefined ? null : Number(row.account_id),
+    type: String(row.type),
+    body: (row.body as string | null) ?? null,
+    status: String(row.status),
+    error: typeof row.error === 'string' ? JSON.parse(row.error) : (row.error ?? null),
+    createdAt: new Date(row.created_at as string),
+  };
+}
+
+/** The latest messages in and out, newest first; optionally one user's (phone, BSUID or account id). */
+export async function recentMessages(
+  q: Queryable,
+  options: { user?: string; limit: number },
+): Promise<ConversationLine[]> {
+  const r = await q.query<Record<string, unknown>>(
+    `SELECT m.id, m.direction, m.wa_user, c.account_id, m.type, m.body, m.status, m.error, m.created_at
+       FROM whatsapp_messages m LEFT JOIN whatsapp_contacts c ON c.id = m.contact_id
+      WHERE $1::text IS NULL OR m.wa_user = $1 OR c.phone = $1 OR c.bsuid = $1 OR c.account_id::text = $1
+      ORDER BY m.id DESC LIMIT $2`,
+    [options.user ?? null, options.limit],
+  );
+  return r.rows.map(toLine);
+}
+
+/** Replies kept in the offline outbox (no WHATSAPP_ACCESS_TOKEN), newest first. */
+export async function offlineOutbox(q: Queryable, limit: number): Promise<ConversationLine[]> {
+  const r = await q.query<Record<string, unknown>>(
+    `SELECT m.id, m.direction, m.wa_user, c.account_id, m.type, m.body, m.status, m.error, m.created_at
+       FROM whatsapp_messages m LEFT JOIN whatsapp_contacts c ON c.id = m.contact_id
+      WHERE m.status = 'offline' ORDER BY m.id DESC LIMIT $1`,
+    [limit],
+  );
+  return r.rows.map(toLine);
+}

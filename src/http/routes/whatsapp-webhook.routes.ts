@@ -1,0 +1,84 @@
+// GET /webhooks/whatsapp (Meta's verification handshake) and POST /webhooks/whatsapp (signed
+// event notifications). The POST has its own raw-body parser inside its plugin: the signature
+// covers the exact bytes, which re-serialised JSON would not reproduce.
+import type { FastifyInstance } from 'fastify';
+import type { Clock } from '../../clock.ts';
+import type { Db } from '../../db/db.ts';
+import {
+  ingestWebhook,
+  parseWebhook,
+  verifyHandshake,
+  verifyWebhookSignature,
+  WEBHOOK_BODY_LIMIT_BYTES,
+  WebhookPayloadError,
+} from '../../domains/whatsapp/webhook.ts';
+import { errorBody } from '../../errors.ts';
+import type { Enqueue } from '../../tasks/define-task.ts';
+
+export interface WhatsAppWebhookDeps {
+  db: Db;
+  clock: Clock;
+  enqueue: Enqueue;
+  verifyToken: string | undefined;
+  /** Without it the POST route does not exist (cloud mode with no WHATSAPP_APP_SECRET). */
+  appSecret: string | undefined;
+}
+
+export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhookDeps): void {
+  app.get('/webhooks/whatsapp', async (request, reply) => {
+    const check = verifyHandshake(request.query as Record<string, unknown>, deps.verifyToken);
+    if (!check.ok) {
+      request.log.warn({ reason: check.reason }, `whatsapp verification refused: ${check.reason}`);
+      return reply.code(403).send(errorBody('FORBIDDEN', `Verification refused: ${check.reason}.`));
+    }
+    return reply.code(200).type('text/plain; charset=utf-8').send(check.challenge);
+  });
+
+  const { appSecret } = deps;
+  if (!appSecret) return;
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, (_req, body, done) =>
+      done(null, body),
+    );
+
+    scope.post('/webhooks/whatsapp', { bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
+      const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      const header = request.headers['x-hub-signature-256'];
+      const check = verifyWebhookSignature(raw, typeof header === 'string' ? header : undefined, appSecret);
+      if (!check.ok) {
+        request.log.warn({ reason: check.reason }, `whatsapp webhook refused: ${check.reason}`);
+        return reply.code(403).send(errorBody('FORBIDDEN', `Signature refused: ${check.reason}.`));
+      }
+      let json: unknown;
+      try {
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        return reply.code(400).send(errorBody('MALFORMED_JSON', 'The body is not valid JSON.'));
+      }
+      let parsed: ReturnType<typeof parseWebhook>;
+      try {
+        parsed = parseWebhook(json);
+      } catch (err) {
+        if (!(err instanceof WebhookPayloadError)) throw err;
+        request.log.warn({ reason: err.message }, 'whatsapp webhook payload refused');
+        return reply.code(400).send(errorBody('BAD_REQUEST', `Not a WhatsApp webhook payload: ${err.message}.`));
+      }
+      if (parsed.messages.length === 0 && parsed.statuses.length === 0) {
+        request.log.debug({ ignored: parsed.ignored }, 'whatsapp webhook: nothing to handle');
+        return { received: true };
+      }
+      const outcome = await ingestWebhook(deps.db, deps.enqueue, parsed, new Date(deps.clock.now()));
+      request.log.info(
+        {
+          accepted: outcome.accepted,
+          duplicates: outcome.duplicates,
+          statuses: outcome.statuses,
+          ...(parsed.ignored.length ? { ignored: parsed.ignored } : {}),
+        },
+        `whatsapp webhook: ${outcome.accepted.length} new, ${outcome.duplicates.length} duplicate, ${outcome.statuses} statuses`,
+      );
+      return { received: true };
+    });
+  });
+}
