@@ -308,7 +308,7 @@ export function createSafeFetcher(options: SafeFetchOptions = {}): SafeFetcher {
           throw tooLarge(url.href, `content-length ${declared} exceeds ${maxBytes} bytes`);
         }
         const body = await readBody(response.body, maxBytes, url.href);
-        const { html, charset } = decode(body, charsetParameter(header));
+        const { html, charset } = decodeHtml(body, header);
         return {
           url: requested,
           finalUrl: url.href,
@@ -363,16 +363,19 @@ function charsetParameter(contentType: string): string | undefined {
 }
 
 /**
- * BOM, then the header's charset, then <meta charset> in the first 1024 bytes (the WHATWG order,
- * via encoding-sniffer). With no declaration at all the standard says windows-1252; a body that is
- * valid UTF-8 is read as UTF-8 instead, since most undeclared pages today are.
+ * Decodes an HTML body: BOM, then the Content-Type header's charset, then <meta charset> in the
+ * first 1024 bytes (the WHATWG order, via encoding-sniffer). With no declaration at all the standard
+ * says windows-1252; a body that is valid UTF-8 is read as UTF-8 instead, since most undeclared
+ * pages today are.
  */
-function decode(body: Buffer, transportLabel: string | undefined): { html: string; charset: string } {
+export function decodeHtml(body: Uint8Array, contentType?: string | null): { html: string; charset: string } {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const transportLabel = contentType ? charsetParameter(contentType) : undefined;
   const sniffer = new Sniffer(transportLabel ? { transportLayerEncodingLabel: transportLabel } : {});
-  sniffer.write(body);
+  sniffer.write(bytes);
   let charset = sniffer.encoding;
-  if (sniffer.resultType === ResultType.DEFAULT && isUtf8(body)) charset = 'UTF-8';
-  return { html: decodeBuffer(body, { userEncoding: charset }), charset };
+  if (sniffer.resultType === ResultType.DEFAULT && isUtf8(bytes)) charset = 'UTF-8';
+  return { html: decodeBuffer(bytes, { userEncoding: charset }), charset };
 }
 
 function isUtf8(body: Buffer): boolean {
