@@ -248,7 +248,8 @@ function readAnswer(completion: OpenAI.Chat.Completions.ChatCompletion): {
 /**
  * Maps what the SDK threw (after its own retries) to how the task should retry:
  * 429 → RetryAfterError (the server's wait, or 30 s), except an exhausted quota → permanent;
- * 5xx, 408, 409, connection errors, timeouts, aborts → LlmUnavailableError (retryable);
+ * 5xx, 408, 409, connection errors, timeouts, aborts → LlmUnavailableError (retryable), or
+ *   RetryAfterError when the server named a wait of a second or more;
  * any other status (400, 401, 403, 404, 413, 422 …) → LlmRequestRejectedError (permanent).
  */
 export function classifyLlmError(err: unknown, nowMs = Date.now()): Error {
@@ -273,6 +274,13 @@ export function classifyLlmError(err: unknown, nowMs = Date.now()): Error {
       });
     }
     if (status >= 500 || status === 408 || status === 409) {
+      // A server that says when to come back (503 during maintenance, overload) is taken at its word.
+      const seconds = retryAfterSeconds(err.headers, nowMs);
+      if (seconds !== null && seconds >= 1) {
+        return new RetryAfterError(seconds, `the LLM server is unavailable: retry after ${Math.ceil(seconds)} s`, {
+          cause: err,
+        });
+      }
       return new LlmUnavailableError(`the LLM server failed: ${err.message}`, status, { cause: err });
     }
     return new LlmRequestRejectedError(`the LLM server refused the request: ${err.message}`, status, { cause: err });

@@ -180,6 +180,14 @@ test('500 until the retries run out: LlmUnavailableError after maxRetries + 1 re
   );
 });
 
+test('503 with a long retry-after: RetryAfterError at once', async () => {
+  fake.script({ status: 503, retryAfter: 120 });
+  const err = await rejection(writer({ maxRetries: 2 }).write(page, {}));
+  assert.ok(err instanceof RetryAfterError);
+  assert.equal(err.retryAfterSeconds, 120);
+  assert.equal(fake.requests.length, 1);
+});
+
 test('500 then success within the retries: the post', async () => {
   fake.script({ status: 500, retryAfterMs: 0 });
   const post = await writer({ maxRetries: 1 }).write(page, {});
