@@ -11,6 +11,7 @@ import { migrateCommand } from './migrate.command.ts';
 import { runsCommand } from './runs.command.ts';
 import { serveCommand } from './serve.command.ts';
 import { syncCommands } from './sync.command.ts';
+import { whatsappCommand } from './whatsapp.command.ts';
 
 export interface CliIo {
   out(text: string): void;
@@ -37,6 +38,7 @@ export function buildProgram(io: CliIo, context: () => CommandContext): Command 
   runsCommand(program, context);
   creditsCommand(program, context);
   syncCommands(program, context);
+  whatsappCommand(program, context);
   emulatorCommand(program);
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   for (const command of all(program)) {

@@ -1,5 +1,6 @@
 // `backend serve` (what `npm start` runs): the whole service in one process.
 import type { Command } from 'commander';
+import { signWebhook, textWebhook } from '../domains/whatsapp/webhook.ts';
 import type { Service } from '../main.ts';
 import { cliContext } from './cli-context.ts';
 import type { CommandContext } from './command-context.ts';
@@ -46,5 +47,22 @@ function startupBanner(service: Service): string {
     '    npx backend runs list                    what ran, newest first',
     '    npx backend runs list --status dead      what needs a look (replay: npx backend runs replay <id>)',
     '',
+    ...whatsappExample(service),
   ].join('\n');
+}
+
+/** A signed webhook carrying "help", as Meta would send it, ready to paste (fresh wamid per start). */
+function whatsappExample(service: Service): string[] {
+  const { config, url } = service;
+  if (!config.whatsapp.appSecret) return [];
+  const body = textWebhook([{ from: '15550001234', text: 'help', wamid: `wamid.local-${Date.now()}`, name: 'You' }]);
+  const where = config.whatsapp.accessToken ? 'go to the Graph API' : 'land in: npx backend whatsapp outbox';
+  return [
+    `  Write to the service as WhatsApp would (replies ${where}):`,
+    `    curl -s ${url}/webhooks/whatsapp -H 'content-type: application/json' \\`,
+    `      -H 'x-hub-signature-256: ${signWebhook(body, config.whatsapp.appSecret)}' \\`,
+    `      -d '${body}'`,
+    '    npx backend whatsapp conversations       messages in and out',
+    '',
+  ];
 }
