@@ -59,7 +59,7 @@ function formatLines(lines: ConversationLine[], empty: string): string {
         `account ${l.accountId ?? '-'}`.padEnd(12),
         l.status.padEnd(9),
       ].join(' ');
-      const body = (l.body ?? `[${l.type}]`).replace(/\n/g, '\n' + ' '.repeat(8));
+      const body = (l.body ?? `[${l.type}]`).replace(/\n/g, '\n        ');
       const error = l.error ? `\n        error: ${JSON.stringify(l.error)}` : '';
       return `${head}\n        ${body}${error}`;
     })
