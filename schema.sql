@@ -57,6 +57,36 @@ CREATE TABLE health_checks (
 
 CREATE INDEX health_checks_checked_at_idx ON health_checks USING btree (checked_at DESC);
 
+CREATE TABLE posts (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  request_id text NOT NULL,
+  slug text NOT NULL,
+  account_id bigint NOT NULL,
+  page_id bigint,
+  source_url text,
+  topic text,
+  title text NOT NULL,
+  summary text NOT NULL,
+  markdown text NOT NULL,
+  html text NOT NULL,
+  lang text,
+  model text NOT NULL,
+  offline boolean NOT NULL,
+  prompt_tokens integer DEFAULT 0 NOT NULL,
+  completion_tokens integer DEFAULT 0 NOT NULL,
+  cost_micros bigint DEFAULT 0 NOT NULL,
+  credits integer NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  CONSTRAINT posts_pkey PRIMARY KEY (id),
+  CONSTRAINT posts_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts(id),
+  CONSTRAINT posts_check CHECK (((page_id IS NULL) = (topic IS NOT NULL))),
+  CONSTRAINT posts_page_id_fkey FOREIGN KEY (page_id) REFERENCES scraped_pages(id),
+  CONSTRAINT posts_request_id_key UNIQUE (request_id),
+  CONSTRAINT posts_slug_key UNIQUE (slug)
+);
+
+CREATE INDEX posts_account_idx ON posts USING btree (account_id, id);
+
 CREATE TABLE schema_migrations (
   id integer NOT NULL,
   name text NOT NULL,
@@ -64,6 +94,28 @@ CREATE TABLE schema_migrations (
   applied_at timestamp with time zone DEFAULT now() NOT NULL,
   CONSTRAINT schema_migrations_pkey PRIMARY KEY (id)
 );
+
+CREATE TABLE scraped_pages (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  url text NOT NULL,
+  final_url text NOT NULL,
+  http_status integer NOT NULL,
+  content_type text NOT NULL,
+  charset text NOT NULL,
+  bytes integer NOT NULL,
+  content_hash text NOT NULL,
+  title text NOT NULL,
+  byline text,
+  lang text,
+  site_name text,
+  excerpt text,
+  text text NOT NULL,
+  word_count integer NOT NULL,
+  fetched_at timestamp with time zone NOT NULL,
+  CONSTRAINT scraped_pages_pkey PRIMARY KEY (id)
+);
+
+CREATE INDEX scraped_pages_url_idx ON scraped_pages USING btree (url, fetched_at DESC);
 
 CREATE TABLE stripe_events (
   event_id text NOT NULL,

@@ -7,6 +7,7 @@ import type { Db } from './db/db.ts';
 import { registerErrorHandler } from './http/plugins/error-handler.ts';
 import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
+import { postRoutes } from './http/routes/posts.routes.ts';
 import { stripeWebhookRoutes } from './http/routes/stripe-webhook.routes.ts';
 import { whatsappWebhookRoutes } from './http/routes/whatsapp-webhook.routes.ts';
 import { type Logger, parseTraceContext, traceBindings } from './logger.ts';
@@ -46,6 +47,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   registerErrorHandler(app);
   healthRoutes(app, { db: deps.db });
+  postRoutes(app, { db: deps.db });
   whatsappWebhookRoutes(app, {
     db: deps.db,
     clock: deps.clock,

@@ -228,6 +228,11 @@ export function loadConfig(env: Env = process.env): Config {
       'WHATSAPP_PHONE_NUMBER_ID is required when WHATSAPP_ACCESS_TOKEN is set: expected the numeric phone number id replies are sent from',
     );
   }
+  if (e.LLM_BASE_URL && !e.LLM_MODEL) {
+    problems.push(
+      'LLM_MODEL is required when LLM_BASE_URL is set: expected the model name, such as gpt-4o-mini or llama3.1',
+    );
+  }
   if (cloud) {
     const need = (name: keyof typeof e, why: string) => {
       if (e[name] === undefined) problems.push(`${name} is required when TASKS_BACKEND=cloud: ${why}`);

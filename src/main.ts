@@ -11,7 +11,7 @@ import { describeDatabase, openDatabase } from './db/open-database.ts';
 import type { Emulator } from './emulator/index.ts';
 import { withLocalSecrets } from './local-secrets.ts';
 import type { Logger } from './logger.ts';
-import { createTaskServices } from './services.ts';
+import { closeTaskServices, createTaskServices } from './services.ts';
 import { registry } from './task-registry.ts';
 import { type CloudClients, createCloudClients } from './tasks/cloud-clients.ts';
 import { type EnqueueTarget, TaskEnqueuer } from './tasks/enqueue.ts';
@@ -116,6 +116,8 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
     relay = new OutboxRelay({ db, enqueuer, log: logger.child({ component: 'outbox' }), clock });
     cleanup.unshift(() => relay.stop());
     const events = new TaskEvents();
+    const services = createTaskServices(config);
+    cleanup.unshift(() => closeTaskServices(services));
     const issuer = oidcIssuer(config, emulator);
     const app = await buildApp({
       config,
@@ -133,7 +135,7 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
         clock,
       }),
       enqueue: enqueuer.enqueue,
-      services: createTaskServices(config),
+      services,
       events,
     });
     cleanup.unshift(() => app.close());

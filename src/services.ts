@@ -1,11 +1,17 @@
 // What task handlers get as ctx.services, built from the configuration: the one place that
 // chooses adapters (the Graph API or the offline outbox, …). main.ts and the test app both use it.
 import type { Config } from './config.ts';
+import { createLlmWriter } from './domains/blog/llm-writer.ts';
+import { createOfflineWriter } from './domains/blog/offline-writer.ts';
+import { createSafeFetcher } from './domains/scraper/safe-fetch.ts';
 import { createGraphClient } from './domains/whatsapp/graph-api.ts';
 import type { TaskServices } from './tasks/define-task.ts';
 
+/** A page fetched less than this long ago is reused for another post. */
+const PAGE_REUSE_MS = 60 * 60_000;
+
 export function createTaskServices(config: Config): TaskServices {
-  const { whatsapp } = config;
+  const { whatsapp, llm } = config;
   return {
     healthProbes: [],
     taskRunRetentionDays: config.tasks.runRetentionDays,
@@ -24,5 +30,22 @@ export function createTaskServices(config: Config): TaskServices {
       postCost: config.credits.postCost,
       paymentLinkUrl: config.stripe.paymentLinkUrl,
     },
+    scraper: {
+      fetcher: createSafeFetcher({ allowPrivateNetworks: config.scraperAllowPrivateNetworks }),
+      reuseWithinMs: PAGE_REUSE_MS,
+    },
+    blog: {
+      writer:
+        llm.baseUrl && llm.model
+          ? createLlmWriter({ baseURL: llm.baseUrl, apiKey: llm.apiKey ?? 'not-needed', model: llm.model })
+          : createOfflineWriter(),
+      postCost: config.credits.postCost,
+      publicBaseUrl: config.publicBaseUrl,
+    },
   };
+}
+
+/** Releases what the services hold open (the scraper's connection pool). */
+export async function closeTaskServices(services: TaskServices): Promise<void> {
+  await services.scraper.fetcher.close();
 }

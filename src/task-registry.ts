@@ -1,7 +1,10 @@
 // The one list of tasks, queues and schedules. Adding a task: one *.task.ts file and one line here.
+
+import { generatePostTask } from './domains/blog/generate-post.task.ts';
 import { monthlyGrantTask } from './domains/credits/monthly-grant.task.ts';
 import { topupTask } from './domains/credits/topup.task.ts';
 import { healthCheckTask } from './domains/health/health-check.task.ts';
+import { scrapePageTask } from './domains/scraper/scrape-page.task.ts';
 import { processMessageTask } from './domains/whatsapp/process-message.task.ts';
 import { sendMessageTask } from './domains/whatsapp/send-message.task.ts';
 import { pruneRunsTask } from './tasks/prune-runs.task.ts';
@@ -14,6 +17,8 @@ export const tasks = [
   monthlyGrantTask,
   processMessageTask,
   sendMessageTask,
+  scrapePageTask,
+  generatePostTask,
 ] as const;
 
 declare module './tasks/define-task.ts' {

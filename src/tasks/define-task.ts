@@ -38,6 +38,8 @@ export interface TaskContext<P> {
   readonly payload: P;
   /** 1 on the first attempt (from X-CloudTasks-TaskRetryCount, else the run's own counter). */
   readonly attempt: number;
+  /** No retry follows if this attempt fails (the queue's maxAttempts, or the schedule's retries): time to give up cleanly. */
+  readonly lastAttempt: boolean;
   readonly task: string;
   readonly runId: number;
   readonly idempotencyKey: string;

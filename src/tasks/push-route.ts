@@ -147,7 +147,18 @@ const runPlain: Runner = async (deps, task, claim, payload, delivery, maxAttempt
   const attempt = attemptNumber(delivery, claimed.attempt);
   const started = deps.clock.now();
   try {
-    const result = await invoke(deps, task, payload, delivery, claimed.runId, claim.key, attempt, deps.db, log);
+    const result = await invoke(
+      deps,
+      task,
+      payload,
+      delivery,
+      claimed.runId,
+      claim.key,
+      attempt,
+      isLastAttempt(attempt, maxAttempts),
+      deps.db,
+      log,
+    );
     const entry = attemptEntry(claimed.attempt, 'succeeded', started, deps.clock.now(), null, delivery);
     const finished = await taskRuns.finishAttempt(deps.db, {
       runId: claimed.runId,
@@ -187,7 +198,18 @@ const runTransactional: Runner = async (deps, task, claim, payload, delivery, ma
       const event = { task: task.name, key: claim.key, runId, attempt: claimed.attempt };
       deps.events.emit('run:claimed', event);
       const attempt = attemptNumber(delivery, claimed.attempt);
-      const result = await invoke(deps, task, payload, delivery, claimed.runId, claim.key, attempt, tx, log);
+      const result = await invoke(
+        deps,
+        task,
+        payload,
+        delivery,
+        claimed.runId,
+        claim.key,
+        attempt,
+        isLastAttempt(attempt, maxAttempts),
+        tx,
+        log,
+      );
       const entry = attemptEntry(claimed.attempt, 'succeeded', started, deps.clock.now(), null, delivery);
       const finished = await taskRuns.finishAttempt(tx, {
         runId: claimed.runId,
@@ -223,6 +245,7 @@ async function invoke(
   runId: number,
   key: string,
   attempt: number,
+  lastAttempt: boolean,
   db: Queryable,
   parentLog: Logger,
 ): Promise<unknown> {
@@ -239,6 +262,7 @@ async function invoke(
   const ctx: TaskContext<unknown> = {
     payload,
     attempt,
+    lastAttempt,
     task: task.name,
     runId,
     idempotencyKey: key,

@@ -47,12 +47,18 @@ test('credits.monthly_grant is scheduled at 00:00 UTC on the 1st, on the credits
   assert.equal(registry.tasks.get('credits.topup')?.transactional, true);
 });
 
-test('SIGNUP_CREDITS and MONTHLY_GRANT_BATCH_SIZE: defaults, values, a clear error', () => {
-  assert.deepEqual(loadConfig({}).credits, { signupCredits: 10, monthlyGrantBatchSize: 500 });
-  assert.deepEqual(loadConfig({ SIGNUP_CREDITS: '0', MONTHLY_GRANT_BATCH_SIZE: '50' }).credits, {
-    signupCredits: 0,
-    monthlyGrantBatchSize: 50,
-  });
+test('SIGNUP_CREDITS, MONTHLY_GRANT_BATCH_SIZE and POST_COST_CREDITS: defaults, values, a clear error', () => {
+  assert.deepEqual(loadConfig({}).credits, { signupCredits: 10, monthlyGrantBatchSize: 500, postCost: 1 });
+  assert.deepEqual(
+    loadConfig({ SIGNUP_CREDITS: '0', MONTHLY_GRANT_BATCH_SIZE: '50', POST_COST_CREDITS: '3' }).credits,
+    { signupCredits: 0, monthlyGrantBatchSize: 50, postCost: 3 },
+  );
+  assert.throws(
+    () => loadConfig({ POST_COST_CREDITS: '0' }),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      err.issues[0] === 'POST_COST_CREDITS="0" is not valid: expected an integer from 1 to 1000',
+  );
   assert.throws(
     () => loadConfig({ SIGNUP_CREDITS: 'many' }),
     (err: unknown) =>

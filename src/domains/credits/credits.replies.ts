@@ -17,3 +17,10 @@ export function topupReply(accountId: number, paymentLinkUrl: string | undefined
   url.searchParams.set('client_reference_id', String(accountId));
   return `Buy credits here: ${url.toString()}\nThey are added to your balance as soon as the payment goes through.`;
 }
+
+/** A post was asked for without the credits to pay for it: nothing is charged. */
+export function insufficientCreditsReply(balance: number, cost: number): string {
+  const have = `${balance} ${balance === 1 ? 'credit' : 'credits'}`;
+  const need = `${cost} ${cost === 1 ? 'credit' : 'credits'}`;
+  return `A post costs ${need} and you have ${have}, so I haven't started it and nothing was charged. Send "topup" to buy more credits.`;
+}

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Queryable } from '../../db/db.ts';
 import { defineTask, type TaskContext } from '../../tasks/define-task.ts';
 import { NonRetryableError, RetryAfterError } from '../../tasks/task-errors.ts';
-import { balanceReply, topupReply } from '../credits/credits.replies.ts';
+import { balanceReply, insufficientCreditsReply, topupReply } from '../credits/credits.replies.ts';
 import { balanceOf, createAccount, grantSignup, inTransaction } from '../credits/credits.service.ts';
 import { type Command, helpReply, parseCommand, unsupportedReply, welcomeReply } from './commands.ts';
 import { enqueueReply } from './replies.ts';
@@ -82,7 +82,7 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
   await touchContact(tx, contact.id, { ...who, inboundAt: message.messageAt ?? at });
 
   const command = parseCommand(message.type, message.body);
-  const answer = await answerFor(ctx, tx, command, contact.accountId);
+  const answer = await answerFor(ctx, tx, command, contact.accountId, message);
   const text = created ? `${welcomeReply(granted)}\n\n${answer}` : answer;
   await enqueueReply(
     ctx.enqueue,
@@ -97,7 +97,13 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
   return { accountId: contact.accountId, command: command.kind, createdAccount: created };
 }
 
-async function answerFor(ctx: Ctx, tx: Queryable, command: Command, accountId: number): Promise<string> {
+async function answerFor(
+  ctx: Ctx,
+  tx: Queryable,
+  command: Command,
+  accountId: number,
+  message: InboundMessage,
+): Promise<string> {
   const { whatsapp } = ctx.services;
   switch (command.kind) {
     case 'balance':
@@ -109,7 +115,19 @@ async function answerFor(ctx: Ctx, tx: Queryable, command: Command, accountId: n
     case 'unsupported':
       return unsupportedReply(command.type);
     case 'post_from_url':
-    case 'post_on_topic':
-      return 'Writing posts is not available yet.';
+    case 'post_on_topic': {
+      // A first check, so nobody waits for a post they cannot pay for; blog.generate_post
+      // reserves the credits for real.
+      const balance = (await balanceOf(tx, accountId)) ?? 0;
+      if (balance < whatsapp.postCost) return insufficientCreditsReply(balance, whatsapp.postCost);
+      // The request id is the message's: one request (and one charge) per message, whatever the deliveries.
+      const request = { requestId: message.wamid, accountId, to: message.waUser, replyTo: message.wamid };
+      if (command.kind === 'post_from_url') {
+        await ctx.enqueue('scraper.scrape_page', { ...request, url: command.url }, { tx });
+        return `On it: reading ${command.url} and writing your post. I'll send you the link in a minute or two.`;
+      }
+      await ctx.enqueue('blog.generate_post', { ...request, topic: command.topic }, { tx });
+      return `On it: writing a post about "${command.topic}". I'll send you the link in a minute or two.`;
+    }
   }
 }

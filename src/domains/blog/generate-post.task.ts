@@ -1,0 +1,165 @@
+// blog.generate_post (keyed by the request id): reserve the post's credits, have the writer (the
+// configured model, or the offline writer) write it, check the answer again, render the Markdown
+// to safe HTML, store the post under a unique slug, settle the credits and enqueue the WhatsApp
+// reply with its link: the last three in one transaction. A failure for good (a refused request,
+// an unusable answer, or the last attempt) releases the reservation and tells the user.
+import { z } from 'zod';
+import type { Queryable } from '../../db/db.ts';
+import { defineTask } from '../../tasks/define-task.ts';
+import { NonRetryableError } from '../../tasks/task-errors.ts';
+import { insufficientCreditsReply } from '../credits/credits.replies.ts';
+import { InsufficientCreditsError, inTransaction, release, reserve, settle } from '../credits/credits.service.ts';
+import { findPage } from '../scraper/pages.repository.ts';
+import { enqueueReply } from '../whatsapp/replies.ts';
+import { findPostByRequest, insertPost, type StoredPost } from './posts.repository.ts';
+import { renderMarkdown } from './render-markdown.ts';
+import { uniqueSlug } from './slug.ts';
+import { type PostSource, type PostWriter, writtenPostSchema } from './writer.ts';
+
+export interface BlogServices {
+  writer: PostWriter;
+  /** Credits one post costs. */
+  postCost: number;
+  /** PUBLIC_BASE_URL: posts are linked as {publicBaseUrl}/posts/{slug}. */
+  publicBaseUrl: string;
+}
+
+declare module '../../tasks/define-task.ts' {
+  interface TaskServices {
+    blog: BlogServices;
+  }
+}
+
+export const generatePostPayload = z
+  .object({
+    requestId: z.string().min(1).max(256),
+    accountId: z.number().int().positive(),
+    to: z.string().min(1).max(160),
+    replyTo: z.string().min(1).max(256).optional(),
+    pageId: z.number().int().positive().optional(),
+    topic: z.string().trim().min(1).max(300).optional(),
+  })
+  .strict()
+  .refine((p) => (p.pageId === undefined) !== (p.topic === undefined), {
+    error: 'exactly one of pageId and topic is required',
+  });
+
+export const postUrl = (publicBaseUrl: string, slug: string) => `${publicBaseUrl}/posts/${encodeURIComponent(slug)}`;
+
+export function postReadyReply(post: Pick<StoredPost, 'title' | 'summary' | 'offline'>, url: string): string {
+  return [
+    `Your post is ready: *${post.title}*`,
+    '',
+    post.summary,
+    '',
+    url,
+    ...(post.offline
+      ? ['', '(Written by the offline writer from the page itself: no language model is configured.)']
+      : []),
+  ].join('\n');
+}
+
+export const generatePostTask = defineTask({
+  name: 'blog.generate_post',
+  queue: 'blog',
+  payload: generatePostPayload,
+  idempotencyKey: (payload) => payload.requestId,
+  // The writer's own timeout and retries (60 s, 1 retry) fit well inside.
+  deadlineSeconds: 300,
+  async handler(ctx) {
+    const p = ctx.payload;
+    const { writer, postCost, publicBaseUrl } = ctx.services.blog;
+    const at = () => new Date(ctx.clock.now());
+    const done = await findPostByRequest(ctx.db, p.requestId);
+    if (done) return { slug: done.slug, duplicate: true };
+
+    let source: PostSource;
+    let pageId: number | null = null;
+    if (p.pageId !== undefined) {
+      const page = await findPage(ctx.db, p.pageId);
+      if (!page) throw new NonRetryableError(`no scraped page ${p.pageId}`);
+      pageId = page.id;
+      source = {
+        kind: 'page',
+        url: page.finalUrl,
+        title: page.title,
+        text: page.text,
+        byline: page.byline,
+        lang: page.lang,
+      };
+    } else {
+      source = { kind: 'topic', topic: p.topic! };
+    }
+    const reply = (text: string, key: string, tx?: Queryable) =>
+      enqueueReply(
+        ctx.enqueue,
+        { to: p.to, text, key: `${key}:${p.requestId}`, replyTo: p.replyTo, accountId: p.accountId },
+        tx ? { tx } : {},
+      );
+
+    const hold = `post:${p.requestId}`;
+    try {
+      await reserve(ctx.db, { accountId: p.accountId, credits: postCost, ref: hold, at: at() });
+    } catch (err) {
+      if (!(err instanceof InsufficientCreditsError)) throw err;
+      await reply(insufficientCreditsReply(err.balance, postCost), 'post-insufficient');
+      return { insufficientCredits: true, balance: err.balance };
+    }
+
+    let content: z.output<typeof writtenPostSchema>;
+    let written: Awaited<ReturnType<PostWriter['write']>>;
+    try {
+      written = await writer.write(source, { signal: ctx.signal });
+      const checked = writtenPostSchema.safeParse(written);
+      if (!checked.success)
+        throw new NonRetryableError(`the written post is not valid: ${checked.error.issues[0]?.message}`);
+      content = checked.data;
+    } catch (err) {
+      if (!(err instanceof NonRetryableError) && !ctx.lastAttempt) throw err;
+      await inTransaction(ctx.db, async (tx) => {
+        const released = await release(tx, hold, at());
+        await reply(
+          `Sorry, I couldn't write your post this time.${released.refunded > 0 ? ` Your ${released.refunded} ${released.refunded === 1 ? 'credit was' : 'credits were'} returned.` : ''} Please try again later.`,
+          'post-failed',
+          tx,
+        );
+      });
+      const reason = err instanceof Error ? err.message : String(err);
+      throw err instanceof NonRetryableError
+        ? err
+        : new NonRetryableError(`gave up after attempt ${ctx.attempt}: ${reason}`, { cause: err });
+    }
+
+    const slug = uniqueSlug(content.title, p.requestId);
+    return inTransaction(ctx.db, async (tx) => {
+      const { post } = await insertPost(tx, {
+        requestId: p.requestId,
+        slug,
+        accountId: p.accountId,
+        pageId,
+        sourceUrl: source.kind === 'page' ? source.url : null,
+        topic: source.kind === 'topic' ? source.topic : null,
+        title: content.title,
+        summary: content.summary,
+        markdown: content.markdown,
+        html: renderMarkdown(content.markdown),
+        lang: source.kind === 'page' ? source.lang : null,
+        model: written.model,
+        offline: written.offline,
+        promptTokens: written.promptTokens,
+        completionTokens: written.completionTokens,
+        costMicros: written.costMicros,
+        credits: postCost,
+        createdAt: at(),
+      });
+      await settle(tx, hold, undefined, at());
+      const url = postUrl(publicBaseUrl, post.slug);
+      await reply(postReadyReply(post, url), 'post-ready', tx);
+      ctx.log.info(
+        { slug: post.slug, model: written.model, tokens: written.promptTokens + written.completionTokens },
+        'post published',
+      );
+      return { slug: post.slug, url, model: written.model, costMicros: written.costMicros };
+    });
+  },
+});

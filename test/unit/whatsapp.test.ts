@@ -1,0 +1,138 @@
+// The WhatsApp domain's pure parts: commands, message splitting, Graph error classes, signatures,
+// the webhook schema.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { findUrl, parseCommand } from '../../src/domains/whatsapp/commands.ts';
+import { classifyGraphError, GraphApiError } from '../../src/domains/whatsapp/graph-api.ts';
+import { MAX_TEXT_LENGTH, splitMessage } from '../../src/domains/whatsapp/replies.ts';
+import {
+  parseWebhook,
+  signWebhook,
+  textWebhook,
+  verifyHandshake,
+  verifyWebhookSignature,
+  WebhookPayloadError,
+} from '../../src/domains/whatsapp/webhook.ts';
+
+test('commands are case-insensitive; a URL wins; blog needs a topic; anything else is help', () => {
+  assert.deepEqual(parseCommand('text', '  BALANCE '), { kind: 'balance' });
+  assert.deepEqual(parseCommand('text', 'Top up'), { kind: 'topup' });
+  assert.deepEqual(parseCommand('text', 'help'), { kind: 'help', unknown: false });
+  assert.deepEqual(parseCommand('text', 'what can you do?'), { kind: 'help', unknown: true });
+  assert.deepEqual(parseCommand('text', 'Blog:   the   tides'), { kind: 'post_on_topic', topic: 'the tides' });
+  assert.deepEqual(parseCommand('text', 'blog'), { kind: 'help', unknown: true });
+  assert.deepEqual(parseCommand('text', 'blogging is fun'), { kind: 'help', unknown: true });
+  assert.deepEqual(parseCommand('text', 'blog about https://example.org/a'), {
+    kind: 'post_from_url',
+    url: 'https://example.org/a',
+  });
+  assert.deepEqual(parseCommand('image', null), { kind: 'unsupported', type: 'image' });
+  assert.deepEqual(parseCommand('reaction', null), { kind: 'unsupported', type: 'reaction' });
+  const long = parseCommand('text', `blog ${'x'.repeat(1000)}`);
+  assert.equal(long.kind === 'post_on_topic' && long.topic.length, 300);
+});
+
+test('findUrl drops sentence punctuation and unbalanced brackets, keeps balanced ones', () => {
+  assert.equal(findUrl('see https://example.org/a?b=1.'), 'https://example.org/a?b=1');
+  assert.equal(findUrl('(https://example.org/x)'), 'https://example.org/x');
+  assert.equal(
+    findUrl('https://en.wikipedia.org/wiki/Tide_(disambiguation)!'),
+    'https://en.wikipedia.org/wiki/Tide_(disambiguation)',
+  );
+  assert.equal(findUrl('HTTP://EXAMPLE.ORG'), 'HTTP://EXAMPLE.ORG');
+  assert.equal(findUrl('ftp://example.org or example.org'), undefined);
+});
+
+test('long replies split at paragraph, line, then sentence boundaries, each part within the limit', () => {
+  assert.deepEqual(splitMessage('short'), ['short']);
+  const paragraph = `${'A sentence here. '.repeat(150).trim()}`;
+  const text = [paragraph, paragraph, paragraph].join('\n\n');
+  const parts = splitMessage(text);
+  assert.ok(parts.length >= 2);
+  for (const p of parts) assert.ok(p.length <= MAX_TEXT_LENGTH, `part of ${p.length}`);
+  assert.equal(parts.join(' ').replace(/\s+/g, ' '), text.replace(/\s+/g, ' '));
+  for (const p of parts.slice(0, -1)) assert.match(p, /\.$/, 'cut after a sentence');
+  const unbroken = 'x'.repeat(MAX_TEXT_LENGTH * 2 + 5);
+  assert.deepEqual(
+    splitMessage(unbroken).map((p) => p.length),
+    [MAX_TEXT_LENGTH, MAX_TEXT_LENGTH, 5],
+  );
+});
+
+test('Graph API errors are classified by code: rate limits wait, 5xx retry, window and recipients are dead', () => {
+  const err = (code: number | undefined, httpStatus?: number) =>
+    new GraphApiError('x', { ...(code !== undefined ? { code } : {}), ...(httpStatus ? { httpStatus } : {}) });
+  assert.deepEqual(classifyGraphError(err(131056, 400), 1), { kind: 'retry-after', seconds: 4 });
+  assert.deepEqual(classifyGraphError(err(131056, 400), 2), { kind: 'retry-after', seconds: 16 });
+  assert.deepEqual(classifyGraphError(err(131056, 400), 9), { kind: 'retry-after', seconds: 900 });
+  assert.equal(classifyGraphError(err(130429, 429), 1).kind, 'retry-after');
+  assert.equal(classifyGraphError(err(2, 503), 1).kind, 'retry');
+  assert.equal(classifyGraphError(err(undefined, 502), 1).kind, 'retry');
+  assert.equal(classifyGraphError(err(undefined), 1).kind, 'retry', 'a network error');
+  for (const code of [131047, 131026, 100, 131009, 190, 10, 200, 368]) {
+    assert.equal(classifyGraphError(err(code, 400), 1).kind, 'dead', String(code));
+  }
+  const window = classifyGraphError(new GraphApiError('Re-engagement message', { code: 131047, httpStatus: 400 }), 1);
+  assert.match(window.kind === 'dead' ? window.reason : '', /131047: more than 24 hours/);
+  assert.equal(classifyGraphError(err(999999, 400), 1).kind, 'dead', 'an unknown code on a 4xx');
+});
+
+test('X-Hub-Signature-256 over the raw bytes, and the GET handshake', () => {
+  const body = Buffer.from('{"a":"caf\\u00e9"}');
+  const ok = verifyWebhookSignature(body, signWebhook(body, 's3cret'), 's3cret');
+  assert.deepEqual(ok, { ok: true });
+  assert.equal(
+    verifyWebhookSignature(body, signWebhook(body, 's3cret').toUpperCase().replace('SHA256', 'sha256'), 's3cret').ok,
+    true,
+  );
+  assert.equal(verifyWebhookSignature(body, undefined, 's3cret').ok, false);
+  assert.equal(verifyWebhookSignature(body, signWebhook('{"a":"café"}', 's3cret'), 's3cret').ok, false);
+  assert.deepEqual(verifyHandshake({ 'hub.mode': 'subscribe', 'hub.verify_token': 't', 'hub.challenge': '42' }, 't'), {
+    ok: true,
+    challenge: '42',
+  });
+  assert.equal(
+    verifyHandshake({ 'hub.mode': 'subscribe', 'hub.verify_token': 't', 'hub.challenge': '42' }, undefined).ok,
+    false,
+  );
+});
+
+test('the webhook schema: messages and statuses out, unknown fields ignored, malformed refused', () => {
+  const json = JSON.parse(textWebhook([{ from: '15551234567', text: 'hi', wamid: 'wamid.A', name: 'Ana' }]));
+  json.entry[0].changes[0].value.messages[0].brand_new_field = { x: 1 };
+  json.entry[0].changes.push({ field: 'message_template_status_update', value: { event: 'APPROVED' } });
+  const parsed = parseWebhook(json);
+  assert.equal(parsed.messages.length, 1);
+  assert.deepEqual(
+    { ...parsed.messages[0], raw: undefined },
+    {
+      wamid: 'wamid.A',
+      phone: '15551234567',
+      bsuid: null,
+      name: 'Ana',
+      phoneNumberId: '109876543210987',
+      type: 'text',
+      body: 'hi',
+      messageAt: new Date(1_793_836_800_000),
+      raw: undefined,
+    },
+  );
+  assert.deepEqual(parsed.ignored, ['field message_template_status_update']);
+  assert.throws(() => parseWebhook({ entry: [] }), WebhookPayloadError);
+  const bad = JSON.parse(textWebhook([{ from: '1', text: 'x', wamid: 'w' }]));
+  bad.entry[0].changes[0].value.messages[0].timestamp = 'yesterday';
+  assert.throws(() => parseWebhook(bad), /timestamp/);
+});
+
+test('WhatsApp and LLM settings that need each other are checked together', () => {
+  assert.throws(
+    () => loadConfig({ WHATSAPP_ACCESS_TOKEN: 'EAAG' }),
+    (err: unknown) => err instanceof ConfigError && /WHATSAPP_PHONE_NUMBER_ID is required/.test(err.message),
+  );
+  assert.throws(
+    () => loadConfig({ LLM_BASE_URL: 'http://localhost:11434/v1' }),
+    (err: unknown) => err instanceof ConfigError && /LLM_MODEL is required/.test(err.message),
+  );
+  assert.equal(loadConfig({ LLM_BASE_URL: 'http://localhost:11434/v1', LLM_MODEL: 'llama3.1' }).llm.model, 'llama3.1');
+});
