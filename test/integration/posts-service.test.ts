@@ -1,0 +1,106 @@
+// A post from a WhatsApp message through the whole service as `npm start` runs it: the fake Graph
+// API for WhatsApp, a local page server, and the built-in offline writer (no LLM configured).
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { freePort, runBackend, startBackend } from '../helpers/cli-process.ts';
+import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
+import { createTestDb, testDbKind } from '../helpers/test-db.ts';
+
+const APP_SECRET = 'e2e-posts-secret';
+const ARTICLE = readFileSync(new URL('../fixtures/pages/news-article.html', import.meta.url));
+
+test(`a page URL on WhatsApp → a stored page, a post at /posts/{slug}, one reply with its link, one charge (${testDbKind})`, async () => {
+  const graph = await startFakeGraphApi();
+  let pageHits = 0;
+  const pages = createServer((_req, res) => {
+    pageHits++;
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(ARTICLE);
+  });
+  pages.listen(0, '127.0.0.1');
+  await once(pages, 'listening');
+  const pageUrl = `http://127.0.0.1:${(pages.address() as { port: number }).port}/news/harbour`;
+  const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
+  const [port, grpc, http] = [await freePort(), await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${port}`;
+  const env: Record<string, string> = {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_BASE_URL: base,
+    EMULATOR_GRPC_PORT: String(grpc),
+    EMULATOR_HTTP_PORT: String(http),
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-posts-')),
+    ...(db?.url ? { DATABASE_URL: db.url } : {}),
+    WHATSAPP_APP_SECRET: APP_SECRET,
+    WHATSAPP_ACCESS_TOKEN: graph.accessToken,
+    WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
+    WHATSAPP_API_BASE_URL: graph.baseUrl,
+    SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
+    SIGNUP_CREDITS: '5',
+    POST_COST_CREDITS: '2',
+  };
+  const service = startBackend(['serve'], env);
+  const post = (body: string) =>
+    fetch(`${base}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      body,
+    });
+  const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
+  try {
+    await service.waitForLine(/"listening on http/);
+    const from = '15550301234';
+    const body = textWebhook([{ from, text: `Write a post from ${pageUrl} please`, wamid: 'wamid.E2EPOST1' }]);
+    assert.equal((await post(body)).status, 200);
+    const sent = await graph.waitForSent(2);
+    assert.match(textOf(sent[0]!), /Welcome!.*On it: reading/s);
+    const ready = textOf(sent[1]!);
+    assert.match(ready, /Your post is ready/);
+    const link = new RegExp(`${base}/posts/[a-z0-9-]+`).exec(ready)?.[0];
+    assert.ok(link, ready);
+    assert.equal(pageHits, 1);
+
+    const page = await fetch(link);
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.match(html, /<h1[^>]*>[^<]+<\/h1>/);
+    assert.ok(html.includes(pageUrl), 'links the source');
+    assert.match(html, /offline writer/i);
+
+    const conversations = await runBackend(['whatsapp', 'conversations', '--user', from, '--json'], env);
+    assert.equal(conversations.code, 0, conversations.stderr);
+    const accountId = JSON.parse(conversations.stdout.trim().split('\n')[0]!).accountId as number;
+    const ledger = async () => {
+      const r = await runBackend(['credits', 'history', String(accountId)], env);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout;
+    };
+    const before = await ledger();
+    assert.match(before, /balance 3/);
+    assert.equal((before.match(/ charge /g) ?? []).length, 1);
+    assert.equal((before.match(/ signup_grant /g) ?? []).length, 1);
+
+    // The same webhook again changes nothing: a later message is the only other reply.
+    assert.equal((await post(body)).status, 200);
+    await service.waitForLine(/whatsapp webhook: 0 new, 1 duplicate/);
+    await post(textWebhook([{ from, text: 'balance', wamid: 'wamid.E2EPOST2' }]));
+    const all = await graph.waitForSent(3);
+    assert.equal(textOf(all[2]!), 'You have 3 credits.');
+    assert.equal(graph.sent().length, 3);
+    assert.equal(await ledger(), before);
+    assert.equal(pageHits, 1);
+  } finally {
+    service.child.kill('SIGTERM');
+    await service.exit;
+    await graph.close();
+    pages.close();
+    await db?.close();
+    rmSync(env.DATA_DIR!, { recursive: true, force: true });
+  }
+});
