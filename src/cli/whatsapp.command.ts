@@ -1,7 +1,10 @@
-// `backend whatsapp conversations|outbox`: the message history in and out, and the replies kept
-// in the offline outbox when no WHATSAPP_ACCESS_TOKEN is set.
+// `backend whatsapp conversations|outbox|simulate`: the message history in and out, the replies
+// kept in the offline outbox when no WHATSAPP_ACCESS_TOKEN is set, and a signed test webhook.
+import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
+import { signWebhook, textWebhook } from '../domains/whatsapp/webhook.ts';
 import { type ConversationLine, offlineOutbox, recentMessages } from '../domains/whatsapp/whatsapp.repository.ts';
+import { withLocalSecrets } from '../local-secrets.ts';
 import { CliError } from './cli-context.ts';
 import type { ContextFactory } from './command-context.ts';
 
@@ -37,6 +40,41 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
               lines,
               'the offline outbox is empty (replies are kept here when WHATSAPP_ACCESS_TOKEN is unset)',
             ),
+      );
+    });
+
+  whatsapp
+    .command('simulate')
+    .description('post a signed webhook carrying one text message to the running service, as Meta would')
+    .argument('<text>', 'the message, e.g. help, balance, "blog the tides" or a page URL')
+    .option('--from <phone>', "the sender's phone number (digits)", '15550001234')
+    .option('--name <name>', "the sender's profile name", 'You')
+    .option('--url <url>', 'the service (default: http://localhost:$PORT)')
+    .action(async (text: string, options: { from: string; name: string; url?: string }) => {
+      if (!/^\d{6,15}$/.test(options.from)) throw new CliError('--from must be a phone number of 6 to 15 digits', 2);
+      const ctx = context();
+      // Local mode keeps the app secret in $DATA_DIR, where `serve` generated it.
+      const { config } = ctx;
+      const secret = withLocalSecrets(config).whatsapp.appSecret;
+      if (!secret) throw new CliError('WHATSAPP_APP_SECRET is not set: the service would refuse any webhook');
+      const base = (options.url ?? `http://localhost:${config.port}`).replace(/\/+$/, '');
+      const wamid = `wamid.simulated-${Date.now()}-${randomBytes(4).toString('hex')}`;
+      const body = textWebhook([
+        { from: options.from, text, wamid, name: options.name, timestamp: Math.floor(Date.now() / 1000) },
+      ]);
+      let response: Response;
+      try {
+        response = await fetch(`${base}/webhooks/whatsapp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, secret) },
+          body,
+        });
+      } catch (err) {
+        throw new CliError(`no service answers at ${base} (${(err as Error).message}); start it with npm start`);
+      }
+      if (!response.ok) throw new CliError(`${base} answered ${response.status}: ${await response.text()}`);
+      ctx.out(
+        `sent ${wamid} from ${options.from}; the reply: npx backend whatsapp conversations --user ${options.from}`,
       );
     });
 }
