@@ -82,3 +82,15 @@ export async function freePort(): Promise<number> {
   await once(server, 'close');
   return port;
 }
+
+/** Free ports for a service and its embedded emulator, so tests never collide with each other. */
+export async function servicePorts(): Promise<Record<string, string>> {
+  const [port, grpc, http] = [await freePort(), await freePort(), await freePort()];
+  return {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+    EMULATOR_GRPC_PORT: String(grpc),
+    EMULATOR_HTTP_PORT: String(http),
+  };
+}

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.ts';
 import { TestClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
-import { createTaskServices } from '../../src/services.ts';
+import { closeTaskServices, createTaskServices } from '../../src/services.ts';
 import { registry as defaultRegistry } from '../../src/task-registry.ts';
 import type { Enqueue, EnqueueOptions, TaskServices } from '../../src/tasks/define-task.ts';
 import { createPushAuthenticator } from '../../src/tasks/push-auth.ts';
@@ -59,6 +59,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
     return { taskName: `projects/local/locations/us-central1/queues/q/tasks/t${enqueued.length}`, created: true };
   };
   const events = new TaskEvents();
+  const services = { ...createTaskServices(config), ...options.services };
   const app = await buildApp({
     config,
     db,
@@ -75,7 +76,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
       clock,
     }),
     enqueue,
-    services: { ...createTaskServices(config), ...options.services },
+    services,
     events,
   });
   return {
@@ -89,6 +90,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
     enqueued,
     async close() {
       await app.close();
+      await closeTaskServices(services);
       await issuer.close();
       await db.close();
     },

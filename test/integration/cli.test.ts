@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { openPostgres } from '../../src/db/postgres.ts';
 import { dumpSchema } from '../../src/db/schema-dump.ts';
-import { freePort, runBackend, startBackend } from '../helpers/cli-process.ts';
+import { freePort, runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
 import { createEmptyPostgresDb, createTestDb, testDbKind } from '../helpers/test-db.ts';
 
 const dataDirs: string[] = [];
@@ -18,17 +18,7 @@ after(() => {
   for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** Free ports for a service and its embedded emulator, so tests never collide with each other. */
-async function ports(): Promise<Record<string, string>> {
-  const [port, grpc, http] = [await freePort(), await freePort(), await freePort()];
-  return {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
-    EMULATOR_GRPC_PORT: String(grpc),
-    EMULATOR_HTTP_PORT: String(http),
-  };
-}
+const ports = servicePorts;
 
 describe('backend command line: usage', { skip: testDbKind === 'postgres' && 'database-independent' }, () => {
   test('--help lists the commands and exits 0; every command has --help', async () => {

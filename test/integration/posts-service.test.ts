@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
-import { freePort, runBackend, startBackend } from '../helpers/cli-process.ts';
+import { runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
 import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { createTestDb, testDbKind } from '../helpers/test-db.ts';
 
@@ -27,14 +27,10 @@ test(`a page URL on WhatsApp → a stored page, a post at /posts/{slug}, one rep
   await once(pages, 'listening');
   const pageUrl = `http://127.0.0.1:${(pages.address() as { port: number }).port}/news/harbour`;
   const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
-  const [port, grpc, http] = [await freePort(), await freePort(), await freePort()];
-  const base = `http://127.0.0.1:${port}`;
+  const ports = await servicePorts();
+  const base = ports.PUBLIC_BASE_URL!;
   const env: Record<string, string> = {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_BASE_URL: base,
-    EMULATOR_GRPC_PORT: String(grpc),
-    EMULATOR_HTTP_PORT: String(http),
+    ...ports,
     DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-posts-')),
     ...(db?.url ? { DATABASE_URL: db.url } : {}),
     WHATSAPP_APP_SECRET: APP_SECRET,

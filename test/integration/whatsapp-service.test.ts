@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
-import { freePort, type RunningBackend, runBackend, startBackend } from '../helpers/cli-process.ts';
+import { type RunningBackend, runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
 import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
 
@@ -15,13 +15,8 @@ let seq = 0;
 const wamid = () => `wamid.E2E${++seq}x${Date.now().toString(36)}`;
 
 async function serviceEnv(extra: Record<string, string>, db: TestDb | undefined) {
-  const [port, grpc, http] = [await freePort(), await freePort(), await freePort()];
   return {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
-    EMULATOR_GRPC_PORT: String(grpc),
-    EMULATOR_HTTP_PORT: String(http),
+    ...(await servicePorts()),
     DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-wa-')),
     ...(db?.url ? { DATABASE_URL: db.url } : {}),
     ...extra,
