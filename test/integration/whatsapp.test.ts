@@ -255,6 +255,27 @@ describe(`WhatsApp webhook and tasks (${testDbKind})`, () => {
     assert.match((t.enqueued[0]!.payload as { text: string }).text, /can't read pictures yet/);
   });
 
+  test('a system message (the user changed number) moves the contact to the new number and gets no reply', async () => {
+    const oldPhone = '15550003101';
+    const newPhone = '15550003102';
+    await post(textWebhook([{ from: oldPhone, text: 'hi', wamid: wamid() }]));
+    await deliver();
+    t.enqueued.length = 0;
+    const body = JSON.parse(textWebhook([{ from: oldPhone, text: 'x', wamid: wamid() }]));
+    const value = body.entry[0].changes[0].value;
+    delete value.contacts;
+    const m = value.messages[0];
+    delete m.text;
+    m.type = 'system';
+    m.system = { body: 'User A changed from 15550003101 to 15550003102', wa_id: newPhone, type: 'user_changed_number' };
+    assert.equal((await post(JSON.stringify(body))).statusCode, 200);
+    const [processed] = await deliver();
+    assert.equal(processed!.outcome, 'succeeded', JSON.stringify(processed!.body));
+    assert.equal(t.enqueued.length, 0, 'no reply to a system message');
+    assert.equal(await count('whatsapp_contacts WHERE phone = $1', [newPhone]), 1);
+    assert.equal(await count('whatsapp_contacts WHERE phone = $1', [oldPhone]), 0);
+  });
+
   test('Graph API 131056 asks for a retry after a delay; 131047 is dead with the reason', async () => {
     graph.script({ code: 131056 });
     const key = `test:${wamid()}`;

@@ -12,6 +12,7 @@ import { type Command, helpReply, parseCommand, unsupportedReply, welcomeReply }
 import { enqueueReply } from './replies.ts';
 import {
   type Contact,
+  changePhone,
   findContact,
   findInbound,
   type InboundMessage,
@@ -81,6 +82,15 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
   const { contact, created, granted } = await ensureContact(tx, who, whatsapp.signupCredits, at);
   await touchContact(tx, contact.id, { ...who, inboundAt: message.messageAt ?? at });
 
+  if (message.type === 'system') {
+    // Meta telling us about the user (a new number), not the user talking: no reply.
+    const system = message.payload.message?.system as { type?: string; wa_id?: string } | undefined;
+    if (system?.type === 'user_changed_number' && system.wa_id && /^\d{6,20}$/.test(system.wa_id)) {
+      await changePhone(tx, contact.id, system.wa_id);
+    }
+    await markProcessed(tx, message.wamid, contact.id, at);
+    return { accountId: contact.accountId, command: 'system', createdAccount: created };
+  }
   const command = parseCommand(message.type, message.body);
   const answer = await answerFor(ctx, tx, command, contact.accountId, message);
   const text = created ? `${welcomeReply(granted)}\n\n${answer}` : answer;

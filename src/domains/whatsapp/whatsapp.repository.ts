@@ -159,6 +159,15 @@ export async function touchContact(
   );
 }
 
+/** The user now writes from another number (a `user_changed_number` system message). */
+export async function changePhone(q: Queryable, id: number, phone: string): Promise<void> {
+  await q.query(
+    `UPDATE whatsapp_contacts SET phone = $2
+      WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM whatsapp_contacts WHERE phone = $2 AND id <> $1)`,
+    [id, phone],
+  );
+}
+
 export interface OutboundMessage {
   id: number;
   sendKey: string;
