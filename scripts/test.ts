@@ -24,7 +24,7 @@ function run(label: string, patterns: string[], env: Record<string, string>): vo
   const result = spawnSync(
     process.execPath,
     ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', ...files],
-    { stdio: 'inherit', env: { ...process.env, ...env } },
+    { stdio: 'inherit', env: { ...process.env, TEST_RUN_PID: String(process.pid), ...env } },
   );
   if (result.status !== 0) failed = true;
 }

@@ -55,7 +55,19 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-const freshName = () => `backend_test_${randomBytes(6).toString('hex')}`;
+// The test run's pid is in every name, so a run drops only what runs no longer alive left behind
+// (two suites may share one PostgreSQL server).
+const runPid = () => Number(process.env.TEST_RUN_PID ?? process.pid);
+const freshName = () => `backend_test_${runPid()}_${randomBytes(6).toString('hex')}`;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /** An empty PostgreSQL database (no migrations), dropped on close(). */
 export async function createEmptyPostgresDb(template = 'template0'): Promise<TestDb> {
@@ -92,13 +104,17 @@ export async function createPostgresTemplate(name: string): Promise<void> {
   }
 }
 
-/** Drops test databases a crashed run left behind. */
+/** Drops the test databases of runs no longer alive (a crash, a kill); never those of a run in progress. */
 export async function dropLeftoverTestDbs(): Promise<number> {
   return admin(async (c) => {
     const { rows } = await c.query<{ datname: string }>(
       "SELECT datname FROM pg_database WHERE datname LIKE 'backend_test\\_%'",
     );
-    for (const r of rows) await c.query(`DROP DATABASE IF EXISTS ${r.datname} WITH (FORCE)`);
-    return rows.length;
+    const left = rows.filter((r) => {
+      const pid = Number(/^backend_test_(?:template_)?(\d+)_?/.exec(r.datname)?.[1]);
+      return !(pid > 0 && pid !== process.pid && alive(pid));
+    });
+    for (const r of left) await c.query(`DROP DATABASE IF EXISTS ${r.datname} WITH (FORCE)`);
+    return left.length;
   });
 }
