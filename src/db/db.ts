@@ -17,6 +17,12 @@ export interface Tx extends Queryable {
   readonly inTransaction: true;
   /** Runs fn once the transaction has committed (never after a rollback); errors are the callback's own. */
   afterCommit(fn: () => void): void;
+  /**
+   * Runs fn inside the transaction after the caller's work and before COMMIT (in registration
+   * order); if it throws, the transaction rolls back. For writes collected along the way and
+   * made in one statement (the outbox).
+   */
+  beforeCommit(fn: () => Promise<void>): void;
 }
 
 export interface Db extends Queryable {

@@ -58,6 +58,7 @@ export async function openPglite(options: PgliteOptions): Promise<Db & { raw: PG
     },
     transaction: async (fn) => {
       const onCommit: Array<() => void> = [];
+      const beforeCommit: Array<() => Promise<void>> = [];
       const result = await pg.transaction(async (t) => {
         const tx: Tx = {
           inTransaction: true,
@@ -66,8 +67,11 @@ export async function openPglite(options: PgliteOptions): Promise<Db & { raw: PG
             await t.exec(script);
           },
           afterCommit: (cb) => onCommit.push(cb),
+          beforeCommit: (cb) => beforeCommit.push(cb),
         };
-        return fn(tx);
+        const value = await fn(tx);
+        for (let i = 0; i < beforeCommit.length; i++) await beforeCommit[i]!();
+        return value;
       });
       for (const cb of onCommit) cb();
       return result;

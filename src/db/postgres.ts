@@ -77,6 +77,7 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
       let broken: unknown;
       let open = true;
       const onCommit: Array<() => void> = [];
+      const beforeCommit: Array<() => Promise<void>> = [];
       try {
         await run(client, 'BEGIN');
         // A handler abandoned at its deadline may still hold this handle: once the transaction
@@ -86,8 +87,10 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
           query: (text, values) => (open ? run(client, text, values) : Promise.reject(new TransactionClosedError())),
           exec: (sql) => (open ? script(client, sql) : Promise.reject(new TransactionClosedError())),
           afterCommit: (cb) => onCommit.push(cb),
+          beforeCommit: (cb) => beforeCommit.push(cb),
         };
         const result = await fn(tx);
+        for (let i = 0; i < beforeCommit.length; i++) await beforeCommit[i]!();
         open = false;
         await run(client, 'COMMIT');
         for (const cb of onCommit) cb();

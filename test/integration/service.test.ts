@@ -99,6 +99,34 @@ describe(`the service end to end (${testDbKind})`, () => {
     assert.equal((await taskRuns.findRun(service.db, 'health.check', 'committed-1'))?.attempts, 1);
   });
 
+  test('many enqueues in one transaction are written together at commit (a repeated key once) and all sent', async () => {
+    const tasks = service.clients.tasks;
+    const queue = tasks.queuePath('local', 'us-central1', 'maintenance');
+    await tasks.pauseQueue({ name: queue });
+    try {
+      const keys = Array.from({ length: 600 }, (_, i) => `batch-${i}`);
+      let seenInside = -1;
+      await service.db.transaction(async (tx) => {
+        for (const key of keys) await service.enqueuer.enqueue('health.check', {}, { tx, key });
+        await service.enqueuer.enqueue('health.check', {}, { tx, key: 'batch-0' });
+        // Nothing is written before the commit: the rows go in one statement per 500 just before it.
+        seenInside = Number((await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM task_outbox')).rows[0]!.n);
+      });
+      assert.equal(seenInside, 0);
+      while ((await outboxRows()) > 0) await service.relay.flush();
+      const [listed] = await tasks.listTasks({ parent: queue, pageSize: 1000 });
+      const ids = new Set(listed.map((t) => t.name!.split('/').pop()));
+      for (const key of keys) assert.ok(ids.has(taskIdFor({ name: 'health.check' }, key)), key);
+      assert.equal(
+        listed.filter((t) => keys.some((k) => t.name!.endsWith(taskIdFor({ name: 'health.check' }, k)))).length,
+        600,
+      );
+    } finally {
+      await tasks.purgeQueue({ name: queue });
+      await tasks.resumeQueue({ name: queue });
+    }
+  });
+
   test('a task committed to the outbox by a process that died before relaying it is delivered once after a restart', async () => {
     // A transaction handle without afterCommit: the commit happens, the relay is never told, as
     // when the process dies between the two.
