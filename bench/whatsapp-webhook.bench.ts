@@ -3,7 +3,7 @@
 // the real app, the outbox relay, the embedded emulator):
 //   1 connection     back to back, the queue running: a webhook's own latency, not queued behind others;
 //   50, paused       50 connections back to back (closed loop), the whatsapp queue paused: ingest
-//                    (one transaction: the message row and its outbox row) and the relay to the emulator;
+//                    (shared transactions: message rows and their outbox rows) and the relay to the emulator;
 //   50, processing   the same with the queue running, so every webhook also costs its
 //                    process_message and send_message pushes in the same process;
 //   ceiling          50 connections to a bare Fastify route in its own process doing the same

@@ -3,10 +3,13 @@
 // fake Graph API that speaks Meta's wire format.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import type { Db } from '../../src/db/db.ts';
 import { balanceOf, history } from '../../src/domains/credits/credits.service.ts';
-import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { parseWebhook, signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { WebhookIngestor } from '../../src/domains/whatsapp/webhook-ingestor.ts';
 import { recentMessages } from '../../src/domains/whatsapp/whatsapp.repository.ts';
 import { createTaskServices } from '../../src/services.ts';
+import type { Enqueue } from '../../src/tasks/define-task.ts';
 import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
@@ -146,6 +149,69 @@ describe(`WhatsApp webhook and tasks (${testDbKind})`, () => {
     assert.equal(t.enqueued.length, 0);
     assert.ok(t.logs.find('whatsapp webhook: nothing to handle').every((l) => l.severity === 'DEBUG'));
     assert.equal(t.logs.find('whatsapp webhook: nothing to handle').length, 2);
+  });
+
+  test('50 concurrent webhooks, duplicates among them: each message recorded and enqueued once, in a few shared transactions', async () => {
+    let transactions = 0;
+    const counting: Db = {
+      ...t.db,
+      transaction: (fn) => {
+        transactions += 1;
+        return t.db.transaction(fn);
+      },
+    };
+    const enqueued: string[] = [];
+    const enqueue: Enqueue = async (task, payload) => {
+      enqueued.push(`${task} ${(payload as { wamid: string }).wamid}`);
+      return { taskName: 't', created: true };
+    };
+    const ingestor = new WebhookIngestor(counting, enqueue);
+    const ids = Array.from({ length: 40 }, () => wamid());
+    const bodies = [...ids, ...ids.slice(0, 10)].map((id, i) =>
+      parseWebhook(
+        JSON.parse(
+          textWebhook([{ from: `155500070${String(i % 7).padStart(2, '0')}`, text: `m ${id}\u0000`, wamid: id }]),
+        ),
+      ),
+    );
+    const outcomes = await Promise.all(bodies.map((b) => ingestor.ingest(b, new Date(t.clock.now()))));
+    assert.equal(outcomes.flatMap((o) => o.accepted).length, 40);
+    assert.equal(outcomes.flatMap((o) => o.duplicates).length, 10);
+    assert.deepEqual(enqueued.sort(), ids.map((id) => `whatsapp.process_message ${id}`).sort());
+    assert.ok(transactions <= 3, `${transactions} transactions for 50 webhooks`);
+    const stored = await t.db.query<{ body: string }>('SELECT body FROM whatsapp_messages WHERE wamid = $1', [ids[0]]);
+    assert.equal(stored.rows[0]!.body, `m ${ids[0]}\uFFFD`, 'U+0000 (which PostgreSQL text cannot hold) is replaced');
+  });
+
+  test('a webhook whose write fails does not fail the others sharing its transaction', async () => {
+    const poison = wamid();
+    const failing: Db = {
+      ...t.db,
+      transaction: (fn) =>
+        t.db.transaction((tx) =>
+          fn({
+            ...tx,
+            query: (text, values) =>
+              values?.includes(poison) ? Promise.reject(new Error('the disk is full')) : tx.query(text, values),
+          }),
+        ),
+    };
+    const enqueue: Enqueue = async () => ({ taskName: 't', created: true });
+    const ingestor = new WebhookIngestor(failing, enqueue);
+    const ids = [wamid(), wamid(), poison, wamid()];
+    const results = await Promise.allSettled(
+      ids.map((id) =>
+        ingestor.ingest(
+          parseWebhook(JSON.parse(textWebhook([{ from: '15550008001', text: 'x', wamid: id }]))),
+          new Date(),
+        ),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'fulfilled', 'rejected', 'fulfilled'],
+    );
+    assert.equal(await count('whatsapp_messages WHERE wamid = ANY($1)', [ids]), 3);
   });
 
   test('first contact: an account with the sign-up grant, the message marked read, one reply with help', async () => {

@@ -1,12 +1,7 @@
-// WhatsApp webhooks (reference/domain.md §1.2–§1.6): Meta's signature over the raw bytes, the
-// payload schema (what Meta sends, unknown fields ignored), and ingestion: one transaction that
-// records each new inbound message and enqueues its whatsapp.process_message through the outbox,
-// and records status updates against our outgoing messages.
+// WhatsApp webhooks (reference/domain.md §1.2–§1.6): Meta's signature over the raw bytes and the
+// payload schema (what Meta sends, unknown fields ignored). Ingestion is webhook-ingestor.ts.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { Db } from '../../db/db.ts';
-import type { Enqueue } from '../../tasks/define-task.ts';
-import { insertInbound, recordStatus } from './whatsapp.repository.ts';
 
 /** Meta's webhook payloads can be larger than our 1 MiB default (BSP guides mention up to 3 MB). */
 export const WEBHOOK_BODY_LIMIT_BYTES = 3 * 1024 * 1024;
@@ -199,50 +194,6 @@ export function parseWebhook(json: unknown): ParsedWebhook {
     }
   }
   return result;
-}
-
-export interface IngestOutcome {
-  /** New inbound messages, each with its whatsapp.process_message enqueued. */
-  accepted: string[];
-  /** Inbound messages seen before: nothing done. */
-  duplicates: string[];
-  statuses: number;
-}
-
-/**
- * Records the webhook's messages and statuses in one transaction. A new message (by wamid) gets
- * its process task through the outbox, so it is sent to the queue after commit, and never for a
- * transaction that rolled back. Resolves once committed: then the webhook may be answered 200.
- */
-export function ingestWebhook(db: Db, enqueue: Enqueue, parsed: ParsedWebhook, at: Date): Promise<IngestOutcome> {
-  return db.transaction(async (tx) => {
-    const outcome: IngestOutcome = { accepted: [], duplicates: [], statuses: 0 };
-    for (const m of parsed.messages) {
-      const fresh = await insertInbound(tx, {
-        wamid: m.wamid,
-        waUser: m.phone ?? m.bsuid!,
-        phoneNumberId: m.phoneNumberId,
-        type: m.type,
-        body: m.body,
-        payload: {
-          message: m.raw,
-          contact: { name: m.name ?? undefined, waId: m.phone ?? undefined, userId: m.bsuid ?? undefined },
-        },
-        messageAt: m.messageAt,
-        at,
-      });
-      if (!fresh) {
-        outcome.duplicates.push(m.wamid);
-        continue;
-      }
-      await enqueue('whatsapp.process_message', { wamid: m.wamid }, { tx });
-      outcome.accepted.push(m.wamid);
-    }
-    for (const s of parsed.statuses) {
-      if (await recordStatus(tx, { ...s, at })) outcome.statuses += 1;
-    }
-    return outcome;
-  });
 }
 
 export interface ExampleMessage {

@@ -22,16 +22,44 @@ export interface InboundInsert {
   at: Date;
 }
 
-/** Records an inbound message; false when its wamid was seen before (a redelivered webhook). */
-export async function insertInbound(q: Queryable, m: InboundInsert): Promise<boolean> {
-  const r = await q.query(
-    `INSERT INTO whatsapp_messages (direction, wamid, wa_user, phone_number_id, type, body, status, payload,
+/** PostgreSQL text cannot hold U+0000 (nor jsonb its escape): it becomes U+FFFD. */
+const noNul = (text: string) => text.replaceAll('\u0000', '\uFFFD');
+const jsonText = (value: unknown) => JSON.stringify(value).replaceAll('\\u0000', '\\ufffd');
+
+/** Placeholders for `rows` rows of `columns` parameters: ($1, $2), ($3, $4), … */
+function valuesList(rows: number, columns: number): string {
+  return Array.from(
+    { length: rows },
+    (_, r) => `(${Array.from({ length: columns }, (_, c) => `$${r * columns + c + 1}`).join(', ')})`,
+  ).join(', ');
+}
+
+/**
+ * Records inbound messages in one statement; returns the wamids it inserted (those seen before,
+ * a redelivered webhook's, are left as they are and not returned).
+ */
+export async function insertInbound(q: Queryable, messages: readonly InboundInsert[]): Promise<Set<string>> {
+  if (messages.length === 0) return new Set();
+  const r = await q.query<{ wamid: string }>(
+    `INSERT INTO whatsapp_messages (direction, status, wamid, wa_user, phone_number_id, type, body, payload,
        message_at, created_at, updated_at)
-     VALUES ('in', $1, $2, $3, $4, $5, 'received', $6, $7, $8, $8)
-     ON CONFLICT (wamid) DO NOTHING RETURNING id`,
-    [m.wamid, m.waUser, m.phoneNumberId, m.type, m.body, JSON.stringify(m.payload), m.messageAt, m.at],
+     SELECT 'in', 'received', v.wamid, v.wa_user, v.phone_number_id, v.type, v.body, v.payload::jsonb,
+            v.message_at::timestamptz, v.created_at::timestamptz, v.created_at::timestamptz
+       FROM (VALUES ${valuesList(messages.length, 8)})
+       AS v(wamid, wa_user, phone_number_id, type, body, payload, message_at, created_at)
+     ON CONFLICT (wamid) DO NOTHING RETURNING wamid`,
+    messages.flatMap((m) => [
+      m.wamid,
+      m.waUser,
+      m.phoneNumberId,
+      m.type,
+      m.body === null ? null : noNul(m.body),
+      jsonText(m.payload),
+      m.messageAt,
+      m.at,
+    ]),
   );
-  return r.rowCount > 0;
+  return new Set(r.rows.map((row) => row.wamid));
 }
 
 export interface StatusInsert {
@@ -43,21 +71,54 @@ export interface StatusInsert {
   at: Date;
 }
 
-/** Records one status webhook (once per wamid and status) and moves our message forward. */
-export async function recordStatus(q: Queryable, s: StatusInsert): Promise<boolean> {
-  const r = await q.query(
+/**
+ * Records status webhooks (once per wamid and status) and moves our messages forward: each to the
+ * highest status newly recorded for it, if that is further than where it is. Two statements,
+ * whatever the number of statuses. Returns the new ones, as statusKey(wamid, status).
+ */
+export async function recordStatuses(q: Queryable, statuses: readonly StatusInsert[]): Promise<Set<string>> {
+  if (statuses.length === 0) return new Set();
+  const inserted = await q.query<{ wamid: string; status: string; errors: unknown }>(
     `INSERT INTO whatsapp_statuses (wamid, status, recipient, status_at, errors, received_at)
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (wamid, status) DO NOTHING RETURNING wamid`,
-    [s.wamid, s.status, s.recipient, s.statusAt, s.errors === undefined ? null : JSON.stringify(s.errors), s.at],
+     SELECT v.wamid, v.status, v.recipient, v.status_at::timestamptz, v.errors::jsonb, v.received_at::timestamptz
+       FROM (VALUES ${valuesList(statuses.length, 6)}) AS v(wamid, status, recipient, status_at, errors, received_at)
+     ON CONFLICT (wamid, status) DO NOTHING RETURNING wamid, status, errors`,
+    statuses.flatMap((s) => [
+      s.wamid,
+      s.status,
+      s.recipient,
+      s.statusAt,
+      s.errors === undefined ? null : jsonText(s.errors),
+      s.at,
+    ]),
   );
-  if (r.rowCount === 0) return false;
-  await q.query(
-    `UPDATE whatsapp_messages SET status = $2, error = COALESCE($3, error), updated_at = $4
-      WHERE wamid = $1 AND direction = 'out' AND (${rankOf('status')}) < $5`,
-    [s.wamid, s.status, s.errors === undefined ? null : JSON.stringify(s.errors), s.at, statusRank(s.status)],
-  );
-  return true;
+  const furthest = new Map<string, { status: string; errors: unknown }>();
+  for (const row of inserted.rows) {
+    const seen = furthest.get(row.wamid);
+    if (statusRank(row.status) > 0 && (!seen || statusRank(row.status) > statusRank(seen.status))) {
+      furthest.set(row.wamid, { status: row.status, errors: row.errors });
+    }
+  }
+  if (furthest.size > 0) {
+    const moves = [...furthest.entries()];
+    await q.query(
+      `UPDATE whatsapp_messages m SET status = v.status, error = COALESCE(v.errors::jsonb, m.error),
+         updated_at = v.at::timestamptz
+         FROM (VALUES ${valuesList(moves.length, 5)}) AS v(wamid, status, rank, errors, at)
+        WHERE m.wamid = v.wamid AND m.direction = 'out' AND (${rankOf('m.status')}) < v.rank::int`,
+      moves.flatMap(([wamid, s]) => [
+        wamid,
+        s.status,
+        statusRank(s.status),
+        s.errors === null || s.errors === undefined ? null : JSON.stringify(s.errors),
+        statuses[0]!.at,
+      ]),
+    );
+  }
+  return new Set(inserted.rows.map((row) => statusKey(row.wamid, row.status)));
 }
+
+export const statusKey = (wamid: string, status: string) => `${wamid}\u0000${status}`;
 
 export interface InboundMessage {
   id: number;

@@ -5,13 +5,13 @@ import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../../clock.ts';
 import type { Db } from '../../db/db.ts';
 import {
-  ingestWebhook,
   parseWebhook,
   verifyHandshake,
   verifyWebhookSignature,
   WEBHOOK_BODY_LIMIT_BYTES,
   WebhookPayloadError,
 } from '../../domains/whatsapp/webhook.ts';
+import { WebhookIngestor } from '../../domains/whatsapp/webhook-ingestor.ts';
 import { errorBody } from '../../errors.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 
@@ -36,6 +36,7 @@ export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhoo
 
   const { appSecret } = deps;
   if (!appSecret) return;
+  const ingestor = new WebhookIngestor(deps.db, deps.enqueue);
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, (_req, body, done) =>
@@ -68,7 +69,7 @@ export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhoo
         request.log.debug({ ignored: parsed.ignored }, 'whatsapp webhook: nothing to handle');
         return { received: true };
       }
-      const outcome = await ingestWebhook(deps.db, deps.enqueue, parsed, new Date(deps.clock.now()));
+      const outcome = await ingestor.ingest(parsed, new Date(deps.clock.now()));
       request.log.info(
         {
           accepted: outcome.accepted,
