@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { adjust, balanceOf, history } from '../../src/domains/credits/credits.service.ts';
 import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { taskRuns } from '../../src/tasks/task-runs.repository.ts';
 import { type FakeOpenAI, startFakeOpenAI } from '../helpers/fake-openai.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
@@ -258,6 +259,11 @@ describe(`posts from WhatsApp messages (${testDbKind})`, () => {
       await t.db.query('SELECT 1 FROM posts WHERE topic = $1', ['tides again']).then((r) => r.rows.length),
       0,
     );
+    // An operator's replay of that dead run (`runs replay`) does not write a post for free.
+    assert.ok(await taskRuns.markForReplay(t.db, (last!.body as { runId: number }).runId, new Date(t.clock.now())));
+    const replay = await push(t.app, t.issuer, 'blog.generate_post', pending[0]!.payload, { taskName: 'replayed' });
+    assert.equal(replay.outcome, 'dead', JSON.stringify(replay.body));
+    assert.equal(await balanceOf(t.db, accountId), 3);
   });
 
   test('retryable model failures on the last attempt also release and tell', async () => {

@@ -8,7 +8,14 @@ import type { Queryable } from '../../db/db.ts';
 import { defineTask } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
 import { insufficientCreditsReply } from '../credits/credits.replies.ts';
-import { InsufficientCreditsError, inTransaction, release, reserve, settle } from '../credits/credits.service.ts';
+import {
+  holdState,
+  InsufficientCreditsError,
+  inTransaction,
+  release,
+  reserve,
+  settle,
+} from '../credits/credits.service.ts';
 import { findPage } from '../scraper/pages.repository.ts';
 import { enqueueReply } from '../whatsapp/replies.ts';
 import { findPostByRequest, insertPost, type StoredPost } from './posts.repository.ts';
@@ -98,6 +105,13 @@ export const generatePostTask = defineTask({
       );
 
     const hold = `post:${p.requestId}`;
+    if ((await holdState(ctx.db, hold)) === 'released') {
+      // This request failed for good before, and its credits were given back and the user told:
+      // a replay must not write a post for free. The user can simply ask again.
+      throw new NonRetryableError(
+        `request ${p.requestId} already failed and was refunded; ask again instead of replaying`,
+      );
+    }
     try {
       await reserve(ctx.db, { accountId: p.accountId, credits: postCost, ref: hold, at: at() });
     } catch (err) {

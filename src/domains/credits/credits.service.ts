@@ -329,6 +329,12 @@ export function adjust(
   });
 }
 
+/** The state of a reservation: held, settled, released; undefined when none was made. */
+export async function holdState(q: Queryable, ref: string): Promise<'held' | 'settled' | 'released' | undefined> {
+  const r = await q.query<{ state: 'held' | 'settled' | 'released' }>(sql.SELECT_HOLD, [ref]);
+  return r.rows[0]?.state;
+}
+
 /** The cached balance; undefined for an unknown account. */
 export async function balanceOf(q: Queryable, accountId: number): Promise<number | undefined> {
   const r = await q.query<{ balance: number }>(sql.SELECT_BALANCE, [accountId]);
