@@ -62,6 +62,7 @@ function whatsappExample(service: Service): string[] {
     `    curl -s ${url}/webhooks/whatsapp -H 'content-type: application/json' \\`,
     `      -H 'x-hub-signature-256: ${signWebhook(body, config.whatsapp.appSecret)}' \\`,
     `      -d '${body}'`,
+    '    npx backend whatsapp simulate "blog the tides"   the same for any text (a topic, a page URL, balance)',
     '    npx backend whatsapp conversations       messages in and out',
     '',
   ];

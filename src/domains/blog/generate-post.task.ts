@@ -104,6 +104,13 @@ export const generatePostTask = defineTask({
         tx ? { tx } : {},
       );
 
+    if (source.kind === 'topic' && !writer.writesTopics) {
+      await reply(
+        `I can't write a post on a topic here: no language model is configured, so I can only write from a web page. Send me a link instead. Nothing was charged.`,
+        'post-unsupported',
+      );
+      return { written: false, reason: 'the writer needs a page' };
+    }
     const hold = `post:${p.requestId}`;
     if ((await holdState(ctx.db, hold)) === 'released') {
       // This request failed for good before, and its credits were given back and the user told:

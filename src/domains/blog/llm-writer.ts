@@ -166,6 +166,7 @@ export function createLlmWriter(options: LlmWriterOptions): PostWriter {
 
   return {
     name: `llm:${options.model}`,
+    writesTopics: true,
     async write(source, { signal }) {
       let completion: OpenAI.Chat.Completions.ChatCompletion;
       try {

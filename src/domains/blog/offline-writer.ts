@@ -24,6 +24,7 @@ const BODY_CHAR_BUDGET = 4_000;
 export function createOfflineWriter(): PostWriter {
   return {
     name: 'offline',
+    writesTopics: false,
     async write(source) {
       return source.kind === 'page' ? writeFromPage(source) : writeFromTopic(source.topic);
     },

@@ -23,6 +23,8 @@ export interface WrittenPost {
 
 export interface PostWriter {
   readonly name: string;
+  /** False when the writer needs a page to write from (the offline writer): a bare topic is refused before anything is charged. */
+  readonly writesTopics: boolean;
   write(source: PostSource, opts: { signal?: AbortSignal }): Promise<WrittenPost>;
 }
 

@@ -126,6 +126,9 @@ async function answerFor(
       return unsupportedReply(command.type);
     case 'post_from_url':
     case 'post_on_topic': {
+      if (command.kind === 'post_on_topic' && !ctx.services.blog.writer.writesTopics) {
+        return "I can't write a post on a topic here: no language model is configured, so I can only write from a web page. Send me a link instead.";
+      }
       // A first check, so nobody waits for a post they cannot pay for; blog.generate_post
       // reserves the credits for real.
       const balance = (await balanceOf(tx, accountId)) ?? 0;
