@@ -116,7 +116,18 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
     relay = new OutboxRelay({ db, enqueuer, log: logger.child({ component: 'outbox' }), clock });
     cleanup.unshift(() => relay.stop());
     const events = new TaskEvents();
-    const services = createTaskServices(config);
+    const queueToProbe = clients.tasks.queuePath(config.tasks.projectId, config.tasks.location, 'maintenance');
+    const services = createTaskServices(config, {
+      healthProbes: [
+        {
+          name: 'queue backend',
+          critical: false,
+          check: async () => {
+            await clients.tasks.getQueue({ name: queueToProbe }, { timeout: 5_000 });
+          },
+        },
+      ],
+    });
     cleanup.unshift(() => closeTaskServices(services));
     const issuer = oidcIssuer(config, emulator);
     const app = await buildApp({

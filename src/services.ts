@@ -3,6 +3,7 @@
 import type { Config } from './config.ts';
 import { createLlmWriter } from './domains/blog/llm-writer.ts';
 import { createOfflineWriter } from './domains/blog/offline-writer.ts';
+import type { HealthProbe } from './domains/health/health.service.ts';
 import { createSafeFetcher } from './domains/scraper/safe-fetch.ts';
 import { createGraphClient } from './domains/whatsapp/graph-api.ts';
 import type { TaskServices } from './tasks/define-task.ts';
@@ -10,21 +11,32 @@ import type { TaskServices } from './tasks/define-task.ts';
 /** A page fetched less than this long ago is reused for another post. */
 const PAGE_REUSE_MS = 60 * 60_000;
 
-export function createTaskServices(config: Config): TaskServices {
+export function createTaskServices(config: Config, extra: { healthProbes?: HealthProbe[] } = {}): TaskServices {
   const { whatsapp, llm } = config;
+  const api =
+    whatsapp.accessToken && whatsapp.phoneNumberId
+      ? createGraphClient({
+          baseUrl: whatsapp.apiBaseUrl,
+          accessToken: whatsapp.accessToken,
+          phoneNumberId: whatsapp.phoneNumberId,
+        })
+      : undefined;
+  const writer =
+    llm.baseUrl && llm.model
+      ? createLlmWriter({ baseURL: llm.baseUrl, apiKey: llm.apiKey ?? 'not-needed', model: llm.model })
+      : createOfflineWriter();
+  // Dependencies beyond the database, each when configured; none is critical: without them the
+  // service still takes messages in, and tasks wait and retry.
+  const healthProbes: HealthProbe[] = [...(extra.healthProbes ?? [])];
+  if (api) healthProbes.push({ name: 'whatsapp', critical: false, check: (signal) => api.probe(signal) });
+  const probeWriter = writer.probe?.bind(writer);
+  if (probeWriter) healthProbes.push({ name: 'llm', critical: false, check: probeWriter });
   return {
-    healthProbes: [],
+    healthProbes,
     taskRunRetentionDays: config.tasks.runRetentionDays,
     monthlyGrant: { batchSize: config.credits.monthlyGrantBatchSize },
     whatsapp: {
-      api:
-        whatsapp.accessToken && whatsapp.phoneNumberId
-          ? createGraphClient({
-              baseUrl: whatsapp.apiBaseUrl,
-              accessToken: whatsapp.accessToken,
-              phoneNumberId: whatsapp.phoneNumberId,
-            })
-          : undefined,
+      api,
       phoneNumberId: whatsapp.phoneNumberId,
       signupCredits: config.credits.signupCredits,
       postCost: config.credits.postCost,
@@ -35,10 +47,7 @@ export function createTaskServices(config: Config): TaskServices {
       reuseWithinMs: PAGE_REUSE_MS,
     },
     blog: {
-      writer:
-        llm.baseUrl && llm.model
-          ? createLlmWriter({ baseURL: llm.baseUrl, apiKey: llm.apiKey ?? 'not-needed', model: llm.model })
-          : createOfflineWriter(),
+      writer,
       postCost: config.credits.postCost,
       publicBaseUrl: config.publicBaseUrl,
     },

@@ -68,6 +68,13 @@ export async function startFakeGraphApi(
           fbtrace_id: `Fake${++counter}`,
         },
       });
+    if (req.method === 'GET' && request.path.split('?')[0] === `/v23.0/${phoneNumberId}`) {
+      requests.push(request);
+      if (request.authorization !== `Bearer ${accessToken}`) {
+        return error(401, 190, 'Invalid OAuth access token - Cannot parse access token');
+      }
+      return reply(200, { id: phoneNumberId });
+    }
     if (req.method !== 'POST' || request.path !== `/v23.0/${phoneNumberId}/messages`) {
       return error(400, 100, `Unsupported ${req.method} request to ${request.path}`);
     }

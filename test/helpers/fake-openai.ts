@@ -64,6 +64,13 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
       w.resolve();
     }
 
+    if (req.method === 'GET' && (path === '/v1/models' || path === '/models')) {
+      sendJson(res, 200, {
+        object: 'list',
+        data: [{ id: 'fake-model', object: 'model', created: 1_700_000_000, owned_by: 'fake' }],
+      });
+      return;
+    }
     if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/chat/completions')) {
       sendJson(res, 404, { error: { message: `no route ${req.method} ${path}`, type: 'invalid_request_error' } });
       return;

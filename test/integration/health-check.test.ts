@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { healthChecks } from '../../src/domains/health/health.repository.ts';
+import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
+import { startFakeOpenAI } from '../helpers/fake-openai.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
@@ -75,5 +77,52 @@ describe(`health.check (${testDbKind})`, () => {
     assert.equal(changes[0]!.message, 'health changed from ok to degraded');
     assert.equal(changes[0]!.severity, 'WARNING');
     llmUp = true;
+  });
+});
+
+describe(`health.check probes the configured WhatsApp API and LLM (${testDbKind})`, () => {
+  test('ok while both answer; degraded, with the reason, when one stops', async () => {
+    const graph = await startFakeGraphApi();
+    const llm = await startFakeOpenAI();
+    const t = await buildTestApp({
+      env: {
+        WHATSAPP_ACCESS_TOKEN: graph.accessToken,
+        WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
+        WHATSAPP_API_BASE_URL: graph.baseUrl,
+        LLM_BASE_URL: llm.baseURL,
+        LLM_MODEL: 'fake-model',
+      },
+    });
+    try {
+      const ok = await push(t.app, t.issuer, 'health.check', {}, { headers: scheduled('2026-03-01T13:00:00Z') });
+      assert.equal(ok.outcome, 'succeeded', JSON.stringify(ok.body));
+      let [row] = await healthChecks.recentChecks(t.db);
+      assert.equal(row!.status, 'ok');
+      assert.deepEqual(
+        row!.checks.map((c) => [c.name, c.ok]),
+        [
+          ['database', true],
+          ['whatsapp', true],
+          ['llm', true],
+        ],
+      );
+      assert.deepEqual(
+        graph.requests.map((r) => r.path),
+        [`/v23.0/${graph.phoneNumberId}?fields=id`],
+      );
+      assert.equal(graph.sent().length, 0, 'a probe is not a message');
+      assert.ok(llm.requests.some((r) => r.method === 'GET' && r.path === '/v1/models'));
+
+      await llm.close();
+      await push(t.app, t.issuer, 'health.check', {}, { headers: scheduled('2026-03-01T13:05:00Z') });
+      [row] = await healthChecks.recentChecks(t.db);
+      assert.equal(row!.status, 'degraded');
+      const failed = row!.checks.find((c) => c.name === 'llm')!;
+      assert.equal(failed.ok, false);
+      assert.match(failed.error!, /connection|ECONNREFUSED/i);
+    } finally {
+      await t.close();
+      await graph.close();
+    }
   });
 });

@@ -7,6 +7,7 @@ import { CloudTasksClient } from '@google-cloud/tasks';
 import { PassThroughClient } from 'google-auth-library';
 import { loadConfig } from '../../src/config.ts';
 import type { Tx } from '../../src/db/db.ts';
+import { healthChecks } from '../../src/domains/health/health.repository.ts';
 import { type Service, startService } from '../../src/main.ts';
 import { queues, schedules } from '../../src/task-registry.ts';
 import { taskIdFor } from '../../src/tasks/enqueue.ts';
@@ -62,6 +63,15 @@ describe(`the service end to end (${testDbKind})`, () => {
     await done;
     const run = await taskRuns.findRun(service.db, 'health.check', 'e2e-1');
     assert.equal(run?.status, 'succeeded');
+    // The service probes its queue backend (here the emulator, through the official client).
+    const [check] = await healthChecks.recentChecks(service.db);
+    assert.deepEqual(
+      check!.checks.map((c) => [c.name, c.ok]),
+      [
+        ['database', true],
+        ['queue backend', true],
+      ],
+    );
     assert.equal(run?.queueName, 'maintenance');
     assert.equal(run?.delivery['x-cloudtasks-taskretrycount'], '0');
     // Enqueueing the same key again is answered ALREADY_EXISTS by Cloud Tasks, and is a success.

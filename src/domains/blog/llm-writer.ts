@@ -167,6 +167,10 @@ export function createLlmWriter(options: LlmWriterOptions): PostWriter {
   return {
     name: `llm:${options.model}`,
     writesTopics: true,
+    async probe(signal) {
+      // GET /models: every OpenAI-compatible server has it, and it costs no tokens.
+      await client.models.list({ signal, maxRetries: 0, timeout: 5_000 });
+    },
     async write(source, { signal }) {
       let completion: OpenAI.Chat.Completions.ChatCompletion;
       try {

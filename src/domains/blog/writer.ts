@@ -26,6 +26,8 @@ export interface PostWriter {
   /** False when the writer needs a page to write from (the offline writer): a bare topic is refused before anything is charged. */
   readonly writesTopics: boolean;
   write(source: PostSource, opts: { signal?: AbortSignal }): Promise<WrittenPost>;
+  /** A cheap call that fails when the writer's dependency is unreachable (health.check); none offline. */
+  probe?(signal: AbortSignal): Promise<void>;
 }
 
 /** Bounds a stored post must respect (a model's answer is checked against them again). */

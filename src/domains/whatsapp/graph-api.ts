@@ -15,6 +15,8 @@ export interface WhatsAppApi {
   sendText(message: SendText, signal?: AbortSignal): Promise<{ wamid: string; request: unknown }>;
   /** Marks an inbound message read (blue ticks) and shows the typing indicator. */
   markRead(wamid: string, signal?: AbortSignal): Promise<void>;
+  /** Reads the sending number's id: fails when the Graph API is unreachable or the token refused. */
+  probe(signal?: AbortSignal): Promise<void>;
 }
 
 export type GraphErrorDisposition =
@@ -109,18 +111,22 @@ export interface GraphClientOptions {
 }
 
 export function createGraphClient(options: GraphClientOptions): WhatsAppApi {
-  const url = `${options.baseUrl.replace(/\/+$/, '')}/${encodeURIComponent(options.phoneNumberId)}/messages`;
+  const numberUrl = `${options.baseUrl.replace(/\/+$/, '')}/${encodeURIComponent(options.phoneNumberId)}`;
+  const url = `${numberUrl}/messages`;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const doFetch = options.fetch ?? fetch;
 
-  async function post(body: unknown, signal: AbortSignal | undefined): Promise<unknown> {
+  async function call(target: string, body: unknown, signal: AbortSignal | undefined): Promise<unknown> {
     const timeout = AbortSignal.timeout(timeoutMs);
     let response: Response;
     try {
-      response = await doFetch(url, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${options.accessToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
+      response = await doFetch(target, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: {
+          authorization: `Bearer ${options.accessToken}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
     } catch (err) {
@@ -157,7 +163,7 @@ export function createGraphClient(options: GraphClientOptions): WhatsAppApi {
         ...(message.replyTo ? { context: { message_id: message.replyTo } } : {}),
         text: { preview_url: /https?:\/\//.test(message.body), body: message.body },
       };
-      const answer = sendAnswer.safeParse(await post(request, signal));
+      const answer = sendAnswer.safeParse(await call(url, request, signal));
       if (!answer.success) {
         // Accepted (2xx) but not the documented shape: sending again could deliver twice.
         throw new GraphApiError('Graph API accepted the message but returned no message id', { httpStatus: 200 });
@@ -165,10 +171,14 @@ export function createGraphClient(options: GraphClientOptions): WhatsAppApi {
       return { wamid: answer.data.messages[0]!.id, request };
     },
     async markRead(wamid, signal) {
-      await post(
+      await call(
+        url,
         { messaging_product: 'whatsapp', status: 'read', message_id: wamid, typing_indicator: { type: 'text' } },
         signal,
       );
+    },
+    async probe(signal) {
+      await call(`${numberUrl}?fields=id`, undefined, signal);
     },
   };
 }
