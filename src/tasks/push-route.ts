@@ -150,14 +150,12 @@ const runPlain: Runner = async (deps, task, claim, payload, delivery, maxAttempt
     const result = await invoke(
       deps,
       task,
-      payload,
-      delivery,
-      claimed.runId,
-      claim.key,
-      attempt,
-      isLastAttempt(attempt, maxAttempts),
-      deps.db,
-      log,
+      { payload, delivery, runId: claimed.runId, key: claim.key, attempt },
+      {
+        lastAttempt: isLastAttempt(attempt, maxAttempts),
+        db: deps.db,
+        log,
+      },
     );
     const entry = attemptEntry(claimed.attempt, 'succeeded', started, deps.clock.now(), null, delivery);
     const finished = await taskRuns.finishAttempt(deps.db, {
@@ -201,14 +199,12 @@ const runTransactional: Runner = async (deps, task, claim, payload, delivery, ma
       const result = await invoke(
         deps,
         task,
-        payload,
-        delivery,
-        claimed.runId,
-        claim.key,
-        attempt,
-        isLastAttempt(attempt, maxAttempts),
-        tx,
-        log,
+        { payload, delivery, runId: claimed.runId, key: claim.key, attempt },
+        {
+          lastAttempt: isLastAttempt(attempt, maxAttempts),
+          db: tx,
+          log,
+        },
       );
       const entry = attemptEntry(claimed.attempt, 'succeeded', started, deps.clock.now(), null, delivery);
       const finished = await taskRuns.finishAttempt(tx, {
@@ -240,15 +236,11 @@ const runTransactional: Runner = async (deps, task, claim, payload, delivery, ma
 async function invoke(
   deps: PushRouteDeps,
   task: AnyTask,
-  payload: unknown,
-  delivery: Delivery,
-  runId: number,
-  key: string,
-  attempt: number,
-  lastAttempt: boolean,
-  db: Queryable,
-  parentLog: Logger,
+  run: { payload: unknown; delivery: Delivery; runId: number; key: string; attempt: number },
+  how: { lastAttempt: boolean; db: Queryable; log: Logger },
 ): Promise<unknown> {
+  const { payload, delivery, runId, key, attempt } = run;
+  const { lastAttempt, db, log: parentLog } = how;
   const controller = new AbortController();
   const deadlineMs = handlerDeadlineMs(task);
   let timer: NodeJS.Timeout | undefined;
