@@ -6,6 +6,7 @@ import type { CloudTasksClient } from '@google-cloud/tasks';
 import type { Clock } from '../clock.ts';
 import type { TasksAuthMode } from '../config.ts';
 import type { Queryable, Tx } from '../db/db.ts';
+import { valuesList } from '../db/sql.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { AnyTask, Delivery, Enqueue, EnqueueOptions, EnqueueResult } from './define-task.ts';
@@ -213,11 +214,7 @@ const OUTBOX_ROWS_PER_STATEMENT = 500;
 async function insertOutbox(q: Queryable, rows: readonly unknown[][]): Promise<void> {
   for (let i = 0; i < rows.length; i += OUTBOX_ROWS_PER_STATEMENT) {
     const chunk = rows.slice(i, i + OUTBOX_ROWS_PER_STATEMENT);
-    const values = chunk
-      .map(
-        (_, r) => `(${Array.from({ length: OUTBOX_COLUMNS }, (_, c) => `$${r * OUTBOX_COLUMNS + c + 1}`).join(', ')})`,
-      )
-      .join(', ');
+    const values = valuesList(chunk.length, OUTBOX_COLUMNS);
     await q.query(
       `INSERT INTO task_outbox (task, queue, task_id, idempotency_key, payload, schedule_time, deadline_seconds, created_at)
        VALUES ${values} ON CONFLICT (task_id) DO NOTHING`,

@@ -1,15 +1,21 @@
 // The WhatsApp SQL: contacts, the message history in and out, and status webhooks.
 import type { Queryable } from '../../db/db.ts';
+import { valuesList } from '../../db/sql.ts';
 
 export type OutboundStatus = 'queued' | 'offline' | 'accepted' | 'sent' | 'delivered' | 'read' | 'failed';
 
 /** How far a message has got: a status only ever moves to a higher rank (never read → delivered). */
-const rankOf = (column: string) => `CASE ${column} WHEN 'accepted' THEN 1 WHEN 'sent' THEN 2
-  WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END`;
+const RANKS: Readonly<Record<string, number>> = { accepted: 1, sent: 2, delivered: 3, read: 4, failed: 5 };
 
 export function statusRank(status: string): number {
-  return ({ accepted: 1, sent: 2, delivered: 3, read: 4, failed: 5 } as Record<string, number>)[status] ?? 0;
+  return RANKS[status] ?? 0;
 }
+
+/** The same ranking in SQL, for a status column. */
+const rankOf = (column: string) =>
+  `CASE ${column} ${Object.entries(RANKS)
+    .map(([status, rank]) => `WHEN '${status}' THEN ${rank}`)
+    .join(' ')} ELSE 0 END`;
 
 export interface InboundInsert {
   wamid: string;
@@ -25,14 +31,6 @@ export interface InboundInsert {
 /** PostgreSQL text cannot hold U+0000 (nor jsonb its escape): it becomes U+FFFD. */
 const noNul = (text: string) => text.replaceAll('\u0000', '\uFFFD');
 const jsonText = (value: unknown) => JSON.stringify(value).replaceAll('\\u0000', '\\ufffd');
-
-/** Placeholders for `rows` rows of `columns` parameters: ($1, $2), ($3, $4), … */
-function valuesList(rows: number, columns: number): string {
-  return Array.from(
-    { length: rows },
-    (_, r) => `(${Array.from({ length: columns }, (_, c) => `$${r * columns + c + 1}`).join(', ')})`,
-  ).join(', ');
-}
 
 /**
  * Records inbound messages in one statement; returns the wamids it inserted (those seen before,
