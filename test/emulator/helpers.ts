@@ -52,42 +52,20 @@ export async function startTestEmulator(
 /** Where a client connects: a started emulator, or the ports a child process printed. */
 export type Endpoints = Pick<Emulator, 'grpcPort' | 'httpPort'>;
 
-export function tasksClient(emulator: Endpoints, transport: Transport): CloudTasksClient {
+/** Options for either official client, over gRPC or over REST (fallback), to the emulator. */
+function clientOptions(emulator: Endpoints, transport: Transport) {
+  const common = { apiEndpoint: '127.0.0.1', authClient: new PassThroughClient(), projectId: PROJECT };
   return transport === 'grpc'
-    ? new CloudTasksClient({
-        apiEndpoint: '127.0.0.1',
-        port: emulator.grpcPort,
-        sslCreds: gax.grpc.credentials.createInsecure(),
-        authClient: new PassThroughClient(),
-        projectId: PROJECT,
-      })
-    : new CloudTasksClient({
-        fallback: 'rest',
-        protocol: 'http',
-        apiEndpoint: '127.0.0.1',
-        port: emulator.httpPort,
-        authClient: new PassThroughClient(),
-        projectId: PROJECT,
-      });
+    ? { ...common, port: emulator.grpcPort, sslCreds: gax.grpc.credentials.createInsecure() }
+    : { ...common, port: emulator.httpPort, fallback: 'rest' as const, protocol: 'http' };
+}
+
+export function tasksClient(emulator: Endpoints, transport: Transport): CloudTasksClient {
+  return new CloudTasksClient(clientOptions(emulator, transport));
 }
 
 export function schedulerClient(emulator: Endpoints, transport: Transport): CloudSchedulerClient {
-  return transport === 'grpc'
-    ? new CloudSchedulerClient({
-        apiEndpoint: '127.0.0.1',
-        port: emulator.grpcPort,
-        sslCreds: gax.grpc.credentials.createInsecure(),
-        authClient: new PassThroughClient(),
-        projectId: PROJECT,
-      })
-    : new CloudSchedulerClient({
-        fallback: 'rest',
-        protocol: 'http',
-        apiEndpoint: '127.0.0.1',
-        port: emulator.httpPort,
-        authClient: new PassThroughClient(),
-        projectId: PROJECT,
-      });
+  return new CloudSchedulerClient(clientOptions(emulator, transport));
 }
 
 export interface Received {
