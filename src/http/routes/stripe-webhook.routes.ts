@@ -7,6 +7,7 @@ import type { Db } from '../../db/db.ts';
 import { handleStripeEvent, stripeEventSchema, verifyStripeSignature } from '../../domains/credits/stripe-webhook.ts';
 import { errorBody } from '../../errors.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
+import { keepRawBodies, rawBody } from '../plugins/raw-body.ts';
 
 export interface StripeWebhookDeps {
   db: Db;
@@ -18,11 +19,10 @@ export interface StripeWebhookDeps {
 
 export function stripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookDeps): void {
   app.register(async (scope) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    keepRawBodies(scope);
 
     scope.post('/webhooks/stripe', async (request, reply) => {
-      const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      const raw = rawBody(request);
       const header = request.headers['stripe-signature'];
       const check = verifyStripeSignature(
         raw,

@@ -14,6 +14,7 @@ import {
 import { WebhookIngestor } from '../../domains/whatsapp/webhook-ingestor.ts';
 import { errorBody } from '../../errors.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
+import { keepRawBodies, rawBody } from '../plugins/raw-body.ts';
 
 export interface WhatsAppWebhookDeps {
   db: Db;
@@ -38,13 +39,10 @@ export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhoo
   if (!appSecret) return;
   const ingestor = new WebhookIngestor(deps.db, deps.enqueue);
   app.register(async (scope) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, (_req, body, done) =>
-      done(null, body),
-    );
+    keepRawBodies(scope, { bodyLimit: WEBHOOK_BODY_LIMIT_BYTES });
 
     scope.post('/webhooks/whatsapp', { bodyLimit: WEBHOOK_BODY_LIMIT_BYTES }, async (request, reply) => {
-      const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      const raw = rawBody(request);
       const header = request.headers['x-hub-signature-256'];
       const check = verifyWebhookSignature(raw, typeof header === 'string' ? header : undefined, appSecret);
       if (!check.ok) {
