@@ -12,6 +12,18 @@ CREATE TABLE accounts (
   CONSTRAINT accounts_monthly_credits_check CHECK ((monthly_credits >= 0))
 );
 
+CREATE TABLE audit_events (
+  id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+  at timestamp with time zone NOT NULL,
+  actor text NOT NULL,
+  action text NOT NULL,
+  target text,
+  detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+  CONSTRAINT audit_events_pkey PRIMARY KEY (id)
+);
+
+CREATE INDEX audit_events_at_idx ON audit_events USING btree (at DESC, id DESC);
+
 CREATE TABLE credit_holds (
   ref text NOT NULL,
   account_id bigint NOT NULL,

@@ -1,10 +1,15 @@
 // buildApp(deps): the Fastify app with its plugins and routes. It never listens (main.ts does),
 // so tests build the real app with test adapters and call app.inject().
+import fastifyCookie from '@fastify/cookie';
+import fastifyFormbody from '@fastify/formbody';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { dashboardRoutes } from './admin/dashboard.ts';
+import type { TaskBackend } from './admin/deps.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Db } from './db/db.ts';
 import { registerErrorHandler } from './http/plugins/error-handler.ts';
+import { operatorAccess } from './http/plugins/operator-access.ts';
 import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { postRoutes } from './http/routes/posts.routes.ts';
@@ -27,6 +32,8 @@ export interface AppDeps {
   enqueue: Enqueue;
   services: TaskServices;
   events: TaskEvents;
+  /** The enqueuer and the official clients, for the dashboard's replay, queues and schedules. */
+  backend?: TaskBackend | undefined;
 }
 
 /** The largest body any route accepts: Cloud Tasks' 1 MB task limit, with room for headers. */
@@ -46,6 +53,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   });
   registerErrorHandler(app);
+  await app.register(fastifyCookie, { secret: config.sessionSecret, hook: 'onRequest' });
+  app.decorateRequest('operator', null);
   healthRoutes(app, { db: deps.db });
   postRoutes(app, { db: deps.db });
   whatsappWebhookRoutes(app, {
@@ -73,5 +82,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     services: deps.services,
     events: deps.events,
   });
+  // The operators' side: everything under /admin passes the access check and CSRF protection.
+  await app.register(
+    async (admin) => {
+      await admin.register(fastifyFormbody, { bodyLimit: 64 * 1024 });
+      operatorAccess(admin, { config });
+      dashboardRoutes(admin, {
+        config,
+        db: deps.db,
+        clock: deps.clock,
+        registry: deps.registry,
+        backend: deps.backend,
+      });
+    },
+    { prefix: '/admin' },
+  );
   return app;
 }

@@ -48,7 +48,7 @@ export function enqueueTarget(config: Config): EnqueueTarget {
   return {
     projectId: config.tasks.projectId,
     location: config.tasks.location,
-    publicBaseUrl: config.publicBaseUrl,
+    publicBaseUrl: config.tasks.pushBaseUrl,
     invokerServiceAccount: config.tasks.invokerServiceAccount,
     audience: config.tasks.oidcAudience,
     auth: config.tasks.auth,
@@ -148,6 +148,7 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
       enqueue: enqueuer.enqueue,
       services,
       events,
+      backend: { enqueuer, clients, target },
     });
     cleanup.unshift(() => app.close());
     await app.listen({ port: config.port, host: config.host });
