@@ -24,9 +24,9 @@ export function healthRoutes(app: FastifyInstance, deps: HealthRouteDeps): void 
       if (!migrationsDone) {
         const pending = await withTimeout(pendingMigrations(deps.db), timeoutMs);
         if (pending.length > 0) {
-          return reply
-            .code(503)
-            .send(errorBody('NOT_READY', `Migrations pending: ${pending.join(', ')}; run \`backend migrate\`.`));
+          // The names tell an anonymous caller which version runs: they go to our log, not the answer.
+          request.log.warn({ pendingMigrations: pending }, 'not ready: migrations pending');
+          return reply.code(503).send(errorBody('NOT_READY', 'Migrations pending; run `backend migrate`.'));
         }
         migrationsDone = true;
       }
