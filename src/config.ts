@@ -55,6 +55,10 @@ const email = z.email({ error: 'expected an e-mail address' });
 
 const secret32 = z.string().min(32, { error: 'expected at least 32 characters' });
 
+const projectId = z
+  .string()
+  .regex(/^[A-Za-z0-9\-:.]{1,100}$/, { error: 'expected a project id of letters, digits, -, : and .' });
+
 const databaseUrl = z.string().refine((v) => v === 'memory://' || /^postgres(ql)?:\/\//.test(v), {
   error: 'expected postgres://user:password@host:port/database (or ?host=/cloudsql/… for a socket) or memory://',
 });
@@ -63,15 +67,18 @@ const envSchema = z.object({
   PORT: optional(intIn(1, 65535)),
   HOST: optional(z.string().min(1)),
   PUBLIC_BASE_URL: optional(httpUrl('an http(s) URL with no path, query or fragment, such as https://api.example.com')),
+  TASKS_PUSH_BASE_URL: optional(
+    httpUrl('an http(s) URL with no path, query or fragment, such as https://tasks.example.com'),
+  ),
   DATA_DIR: optional(z.string().min(1)),
   DATABASE_URL: optional(databaseUrl),
   TASKS_BACKEND: optional(z.enum(['emulator', 'cloud'], { error: 'expected emulator or cloud' })),
   CLOUD_TASKS_EMULATOR_HOST: optional(
     z.string().regex(/^[A-Za-z0-9.\-[\]:]+:\d{1,5}$/, { error: 'expected host:port, such as 127.0.0.1:8123' }),
   ),
-  GCP_PROJECT_ID: optional(
-    z.string().regex(/^[A-Za-z0-9\-:.]{1,100}$/, { error: 'expected a project id of letters, digits, -, : and .' }),
-  ),
+  GCP_PROJECT_ID: optional(projectId),
+  // What Google's runtimes set: the fallback for GCP_PROJECT_ID.
+  GOOGLE_CLOUD_PROJECT: optional(projectId),
   GCP_LOCATION: optional(z.string().regex(/^[a-z0-9-]{1,63}$/, { error: 'expected a location such as us-central1' })),
   TASKS_INVOKER_SERVICE_ACCOUNT: optional(email),
   TASKS_OIDC_AUDIENCE: optional(z.string().min(1)),
@@ -141,6 +148,8 @@ export interface Config {
     readonly backend: 'emulator' | 'cloud';
     readonly emulatorHost: string | undefined;
     readonly projectId: string;
+    /** Base of task push URLs (TASKS_PUSH_BASE_URL, else PUBLIC_BASE_URL): the service that runs tasks. */
+    readonly pushBaseUrl: string;
     readonly location: string;
     readonly invokerServiceAccount: string;
     readonly oidcAudience: string;
@@ -210,16 +219,26 @@ export function loadConfig(env: Env = process.env): Config {
   const backend = e.TASKS_BACKEND ?? 'emulator';
   const cloud = backend === 'cloud';
 
-  let publicBaseUrl = e.PUBLIC_BASE_URL ?? `http://localhost:${port}`;
-  const base = new URL(publicBaseUrl);
-  if (base.search || base.hash || (base.pathname !== '/' && base.pathname !== '')) {
-    problems.push(
-      `PUBLIC_BASE_URL=${JSON.stringify(publicBaseUrl)} is not valid: expected an http(s) URL with no path, query or fragment`,
-    );
-  }
-  publicBaseUrl = base.origin;
+  /** The origin of a base URL; a path, query or fragment is a problem (URLs are built by appending). */
+  const origin = (name: string, value: string) => {
+    const u = new URL(value);
+    if (u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) {
+      problems.push(
+        `${name}=${JSON.stringify(value)} is not valid: expected an http(s) URL with no path, query or fragment`,
+      );
+    }
+    // Tokens and task bodies travel to these URLs: in cloud mode never in clear text.
+    if (cloud && u.protocol !== 'https:') {
+      problems.push(`${name}=${JSON.stringify(value)} is not valid when TASKS_BACKEND=cloud: expected an https:// URL`);
+    }
+    return u.origin;
+  };
+  const publicBaseUrl = origin('PUBLIC_BASE_URL', e.PUBLIC_BASE_URL ?? `http://localhost:${port}`);
+  const pushBaseUrl =
+    e.TASKS_PUSH_BASE_URL === undefined ? publicBaseUrl : origin('TASKS_PUSH_BASE_URL', e.TASKS_PUSH_BASE_URL);
 
   const auth = e.TASKS_AUTH ?? 'oidc';
+  if (auth === 'cloud-run-iam') problems.push(...cloudRunIamProblems(e, backend));
   if ((auth === 'secret' || auth === 'oidc-or-secret') && !e.TASK_SECRET) {
     problems.push(`TASK_SECRET is required when TASKS_AUTH=${auth}: expected at least 32 characters`);
   }
@@ -237,7 +256,9 @@ export function loadConfig(env: Env = process.env): Config {
     const need = (name: keyof typeof e, why: string) => {
       if (e[name] === undefined) problems.push(`${name} is required when TASKS_BACKEND=cloud: ${why}`);
     };
-    need('GCP_PROJECT_ID', 'expected the Google Cloud project id that holds the queues');
+    if (e.GCP_PROJECT_ID === undefined && e.GOOGLE_CLOUD_PROJECT === undefined) {
+      need('GCP_PROJECT_ID', 'expected the Google Cloud project id that holds the queues (or GOOGLE_CLOUD_PROJECT)');
+    }
     need('GCP_LOCATION', 'expected the Cloud Tasks location, such as us-central1');
     need('PUBLIC_BASE_URL', 'expected the Cloud Run service URL that tasks are pushed to');
     need('SESSION_SECRET', 'expected at least 32 random characters to sign session cookies');
@@ -267,10 +288,11 @@ export function loadConfig(env: Env = process.env): Config {
     tasks: {
       backend,
       emulatorHost: e.CLOUD_TASKS_EMULATOR_HOST,
-      projectId: e.GCP_PROJECT_ID ?? 'local',
+      projectId: e.GCP_PROJECT_ID ?? e.GOOGLE_CLOUD_PROJECT ?? 'local',
       location: e.GCP_LOCATION ?? 'us-central1',
       invokerServiceAccount: e.TASKS_INVOKER_SERVICE_ACCOUNT ?? 'tasks-invoker@local.iam.gserviceaccount.com',
-      oidcAudience: e.TASKS_OIDC_AUDIENCE ?? publicBaseUrl,
+      pushBaseUrl,
+      oidcAudience: e.TASKS_OIDC_AUDIENCE ?? pushBaseUrl,
       auth,
       secret: e.TASK_SECRET,
       runRetentionDays: e.TASK_RUN_RETENTION_DAYS ?? 30,
@@ -304,6 +326,36 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 9_000,
   };
   return deepFreeze(config);
+}
+
+/**
+ * `cloud-run-iam` reads token claims without checking a signature: safe only when every request
+ * comes through Cloud Run's front end, which verified the token with IAM (and removed the
+ * signature) before the request got here. One line per setting that breaks that premise.
+ */
+function cloudRunIamProblems(e: z.infer<typeof envSchema>, backend: 'emulator' | 'cloud'): string[] {
+  const problems: string[] = [];
+  const refused = 'TASKS_AUTH=cloud-run-iam is refused';
+  if (backend !== 'cloud') {
+    problems.push(
+      `${refused} with TASKS_BACKEND=${backend}: it trusts unsigned token claims, which only Cloud Run's IAM check makes safe; expected TASKS_AUTH=oidc`,
+    );
+  }
+  // Cloud Run sets PORT, not HOST: the container listens on every interface and is reached only
+  // through the front end. A chosen address means another network path, where nothing verified.
+  if (e.HOST !== undefined && e.HOST !== '0.0.0.0') {
+    problems.push(
+      `${refused} with HOST=${JSON.stringify(e.HOST)}: on Cloud Run HOST is unset (0.0.0.0); expected no HOST, or TASKS_AUTH=oidc`,
+    );
+  }
+  // The webhooks need --allow-unauthenticated, and then IAM lets any token through to /tasks/*.
+  const webhooks = (['WHATSAPP_APP_SECRET', 'STRIPE_WEBHOOK_SECRET'] as const).filter((n) => e[n] !== undefined);
+  if (webhooks.length > 0) {
+    problems.push(
+      `${refused} with ${webhooks.join(' and ')} set: webhooks need a public service, where IAM checks no token; expected the webhooks on a second service with TASKS_AUTH=oidc (docs/deploy.md)`,
+    );
+  }
+  return problems;
 }
 
 /** Returns a copy of the config with some fields replaced, frozen again (tests, local secrets). */

@@ -133,6 +133,118 @@ describe('config', () => {
     assert.equal(ok.tasks.oidcAudience, 'https://svc-abc.a.run.app');
   });
 
+  // A complete, safe cloud configuration: each unsafe one below changes one or two variables.
+  const CLOUD: Record<string, string> = {
+    TASKS_BACKEND: 'cloud',
+    GCP_PROJECT_ID: 'acme-prod',
+    GCP_LOCATION: 'europe-west1',
+    PUBLIC_BASE_URL: 'https://svc-abc.a.run.app',
+    SESSION_SECRET: 's'.repeat(40),
+    TASKS_INVOKER_SERVICE_ACCOUNT: 'tasks@acme-prod.iam.gserviceaccount.com',
+  };
+  const IAM = { ...CLOUD, TASKS_AUTH: 'cloud-run-iam' };
+
+  test('GOOGLE_CLOUD_PROJECT (what Google runtimes set) stands in for GCP_PROJECT_ID', () => {
+    const { GCP_PROJECT_ID: _, ...withoutProject } = CLOUD;
+    assert.equal(
+      loadConfig({ ...withoutProject, GOOGLE_CLOUD_PROJECT: 'from-runtime' }).tasks.projectId,
+      'from-runtime',
+    );
+    assert.equal(loadConfig({ ...CLOUD, GOOGLE_CLOUD_PROJECT: 'from-runtime' }).tasks.projectId, 'acme-prod');
+    assert.equal(loadConfig({ GOOGLE_CLOUD_PROJECT: 'from-runtime' }).tasks.projectId, 'from-runtime');
+    const issues = issuesOf(withoutProject);
+    assert.equal(issues.length, 1);
+    assert.match(issues[0]!, /^GCP_PROJECT_ID is required when TASKS_BACKEND=cloud: .*GOOGLE_CLOUD_PROJECT/);
+    assert.match(issuesOf({ GOOGLE_CLOUD_PROJECT: 'a b' })[0]!, /^GOOGLE_CLOUD_PROJECT="a b" is not valid/);
+  });
+
+  test('TASKS_PUSH_BASE_URL moves task pushes and their audience, not the links of PUBLIC_BASE_URL', () => {
+    const c = loadConfig({ ...CLOUD, TASKS_PUSH_BASE_URL: 'https://tasks-xyz.a.run.app/' });
+    assert.equal(c.publicBaseUrl, 'https://svc-abc.a.run.app');
+    assert.equal(c.tasks.pushBaseUrl, 'https://tasks-xyz.a.run.app');
+    assert.equal(c.tasks.oidcAudience, 'https://tasks-xyz.a.run.app');
+    assert.equal(loadConfig(CLOUD).tasks.pushBaseUrl, 'https://svc-abc.a.run.app');
+    assert.match(
+      issuesOf({ TASKS_PUSH_BASE_URL: 'https://t.example.com/tasks' })[0]!,
+      /^TASKS_PUSH_BASE_URL=.*no path, query or fragment/,
+    );
+  });
+
+  test('cloud-run-iam is accepted in the shape Cloud Run gives: cloud backend, no HOST (or 0.0.0.0), no webhooks', () => {
+    assert.equal(loadConfig(IAM).tasks.auth, 'cloud-run-iam');
+    assert.equal(loadConfig({ ...IAM, HOST: '0.0.0.0' }).host, '0.0.0.0');
+    // Replies are sent from the tasks service: the Graph API token belongs there.
+    loadConfig({ ...IAM, WHATSAPP_ACCESS_TOKEN: 'EAAG', WHATSAPP_PHONE_NUMBER_ID: '1234' });
+    // Plain http is fine locally (npm start), whatever the auth mode.
+    assert.equal(loadConfig({ PUBLIC_BASE_URL: 'http://127.0.0.1:8080' }).publicBaseUrl, 'http://127.0.0.1:8080');
+  });
+
+  // Each refused at boot with one line naming the variables (the process exits 1 with it).
+  const unsafe: Array<[string, Record<string, string>, RegExp]> = [
+    [
+      'cloud-run-iam with the local task backend',
+      { TASKS_AUTH: 'cloud-run-iam' },
+      /^TASKS_AUTH=cloud-run-iam is refused with TASKS_BACKEND=emulator: it trusts unsigned token claims/,
+    ],
+    [
+      'cloud-run-iam with an external emulator',
+      { TASKS_AUTH: 'cloud-run-iam', CLOUD_TASKS_EMULATOR_HOST: '127.0.0.1:8123' },
+      /^TASKS_AUTH=cloud-run-iam is refused with TASKS_BACKEND=emulator/,
+    ],
+    [
+      'cloud-run-iam on a chosen listen address',
+      { ...IAM, HOST: '127.0.0.1' },
+      /^TASKS_AUTH=cloud-run-iam is refused with HOST="127\.0\.0\.1": on Cloud Run HOST is unset/,
+    ],
+    [
+      'cloud-run-iam on another interface',
+      { ...IAM, HOST: '10.0.0.7' },
+      /^TASKS_AUTH=cloud-run-iam is refused with HOST="10\.0\.0\.7"/,
+    ],
+    [
+      'cloud-run-iam with the WhatsApp webhook',
+      { ...IAM, WHATSAPP_APP_SECRET: 'meta-app-secret' },
+      /^TASKS_AUTH=cloud-run-iam is refused with WHATSAPP_APP_SECRET set: webhooks need a public service/,
+    ],
+    [
+      'cloud-run-iam with the Stripe webhook',
+      { ...IAM, STRIPE_WEBHOOK_SECRET: 'whsec_abc' },
+      /^TASKS_AUTH=cloud-run-iam is refused with STRIPE_WEBHOOK_SECRET set: .*TASKS_AUTH=oidc/,
+    ],
+    [
+      'cloud-run-iam with both webhooks',
+      { ...IAM, WHATSAPP_APP_SECRET: 'meta-app-secret', STRIPE_WEBHOOK_SECRET: 'whsec_abc' },
+      /^TASKS_AUTH=cloud-run-iam is refused with WHATSAPP_APP_SECRET and STRIPE_WEBHOOK_SECRET set/,
+    ],
+    [
+      'secret mode in cloud without a secret',
+      { ...CLOUD, TASKS_AUTH: 'secret' },
+      /^TASK_SECRET is required when TASKS_AUTH=secret/,
+    ],
+    [
+      'oidc-or-secret in cloud without a secret',
+      { ...CLOUD, TASKS_AUTH: 'oidc-or-secret' },
+      /^TASK_SECRET is required when TASKS_AUTH=oidc-or-secret/,
+    ],
+    [
+      'an http:// PUBLIC_BASE_URL in cloud mode',
+      { ...CLOUD, PUBLIC_BASE_URL: 'http://svc-abc.a.run.app' },
+      /^PUBLIC_BASE_URL="http:\/\/svc-abc\.a\.run\.app" is not valid when TASKS_BACKEND=cloud: expected an https:\/\/ URL$/,
+    ],
+    [
+      'an http:// TASKS_PUSH_BASE_URL in cloud mode',
+      { ...CLOUD, TASKS_PUSH_BASE_URL: 'http://tasks.internal' },
+      /^TASKS_PUSH_BASE_URL="http:\/\/tasks\.internal" is not valid when TASKS_BACKEND=cloud/,
+    ],
+  ];
+  for (const [label, env, expected] of unsafe) {
+    test(`unsafe: ${label} is refused with one line`, () => {
+      const issues = issuesOf(env);
+      assert.equal(issues.length, 1, issues.join('\n'));
+      assert.match(issues[0]!, expected);
+    });
+  }
+
   test('cloud mode refuses an emulator host', () => {
     const issues = issuesOf({
       TASKS_BACKEND: 'cloud',
