@@ -133,6 +133,8 @@ interface Queue {
   heap: MinHeap<Due>;
   bucket: TokenBucket;
   inFlight: number;
+  /** When its attempts got a response, over the last minute (v2beta3 stats; not journaled). */
+  responses: number[];
 }
 
 export interface CloudTasksOptions {
@@ -178,15 +180,73 @@ export class CloudTasksService {
     };
   }
 
+  /**
+   * Cloud Tasks v2beta3 over the same queues: what the dashboard needs from it (GetQueue and
+   * ListQueues with the stats a read mask asks for), and the queue actions, which are v2's.
+   */
+  handlersV2beta3(): Record<string, (request: ProtoObject) => ProtoObject | Promise<ProtoObject>> {
+    return {
+      ListQueues: (r) => {
+        const { page, next } = this.#listQueueNames(r);
+        return { queues: page.map((n) => this.#renderV2beta3(this.#queues.get(n)!, r.readMask)), nextPageToken: next };
+      },
+      GetQueue: (r) => this.#renderV2beta3(this.#queue(r.name), r.readMask),
+      PurgeQueue: (r) => this.purgeQueue(r),
+      PauseQueue: (r) => this.setQueueState(r, 'PAUSED'),
+      ResumeQueue: (r) => this.setQueueState(r, 'RUNNING'),
+      DeleteQueue: (r) => this.deleteQueue(r),
+    };
+  }
+
   // ── Queues ──────────────────────────────────────────────────────────────────────────────
 
   listQueues(request: ProtoObject): ProtoObject {
+    const { page, next } = this.#listQueueNames(request);
+    return { queues: page.map((n) => renderQueue(this.#queues.get(n)!)), nextPageToken: next };
+  }
+
+  #listQueueNames(request: ProtoObject): { page: string[]; next: string } {
     const parent = checkParent(request.parent);
     const filter = parseStateFilter(request.filter);
     const names = [...this.#queues.keys()].filter((n) => n.startsWith(`${parent}/queues/`)).sort();
     const selected = filter ? names.filter((n) => this.#queues.get(n)!.json.state === filter) : names;
-    const { page, next } = paginate(selected, request.pageSize, request.pageToken, MAX_QUEUE_PAGE);
-    return { queues: page.map((n) => renderQueue(this.#queues.get(n)!)), nextPageToken: next };
+    return paginate(selected, request.pageSize, request.pageToken, MAX_QUEUE_PAGE);
+  }
+
+  /**
+   * A queue as v2beta3 renders it: without a read mask every field but `stats`; with one, only the
+   * fields it names, `stats` included (v2beta3 GetQueueRequest.read_mask).
+   */
+  #renderV2beta3(queue: Queue, readMask: unknown): ProtoObject {
+    const full: ProtoObject = { ...renderQueue(queue), type: 'PUSH' };
+    const paths = maskPaths(readMask);
+    if (paths.length === 0) return full;
+    const out: ProtoObject = {};
+    for (const path of paths) {
+      const head = path.split('.')[0]!;
+      if (head === 'stats') out.stats = this.#stats(queue);
+      else if (head in full) out[head] = full[head];
+      else if (!V2BETA3_QUEUE_FIELDS.has(head)) throw invalidArgument(`Invalid read_mask path "${path}".`);
+    }
+    return out;
+  }
+
+  /** v2beta3 QueueStats, from the queue's live state. */
+  #stats(queue: Queue): ProtoObject {
+    const now = this.#now();
+    pruneResponses(queue, now);
+    let oldest: number | undefined;
+    for (const task of queue.tasks.values())
+      if (oldest === undefined || task.scheduleTime < oldest) oldest = task.scheduleTime;
+    const stats: ProtoObject = {
+      // Waiting, being dispatched, and failed ones waiting for their retry: every task the queue holds.
+      tasksCount: queue.tasks.size,
+      executedLastMinuteCount: queue.responses.length,
+      concurrentDispatchesCount: queue.inFlight,
+      effectiveExecutionRate: queue.json.state === 'RUNNING' ? queue.json.maxDispatchesPerSecond : 0,
+    };
+    if (oldest !== undefined) stats.oldestEstimatedArrivalTime = msToTimestamp(oldest);
+    return stats;
   }
 
   getQueue(request: ProtoObject): ProtoObject {
@@ -490,6 +550,8 @@ export class CloudTasksService {
     if (status !== undefined) {
       attempt.responseTime = now;
       task.responseCount += 1;
+      queue.responses.push(now);
+      pruneResponses(queue, now);
       if (status < 500) task.executionCount += 1;
     }
     task.lastHttpStatus = status;
@@ -601,6 +663,7 @@ export class CloudTasksService {
       heap: new MinHeap(),
       bucket: new TokenBucket(json.maxDispatchesPerSecond, burstFor(json.maxDispatchesPerSecond), this.#now()),
       inFlight: 0,
+      responses: [],
     };
     this.#queues.set(json.name, queue);
     this.#queueTombstones.delete(json.name);
@@ -689,6 +752,29 @@ export class CloudTasksService {
 }
 
 // ── Helpers ─────────────────────────────────────────────────────────────────────────────────
+
+/** The fields of a v2beta3 Queue, for telling a read mask's unknown path from one left unset. */
+const V2BETA3_QUEUE_FIELDS = new Set([
+  'name',
+  'appEngineHttpQueue',
+  'httpTarget',
+  'rateLimits',
+  'retryConfig',
+  'state',
+  'purgeTime',
+  'taskTtl',
+  'tombstoneTtl',
+  'stackdriverLoggingConfig',
+  'type',
+  'stats',
+]);
+
+/** Keeps only the responses of the last minute (executedLastMinuteCount). */
+function pruneResponses(queue: Queue, now: number): void {
+  let drop = 0;
+  while (drop < queue.responses.length && queue.responses[drop]! <= now - 60_000) drop += 1;
+  if (drop > 0) queue.responses.splice(0, drop);
+}
 
 function deletedRecord(name: string, until: number | undefined): JournalRecord {
   return until === undefined ? { t: 'task-deleted', name } : { t: 'task-deleted', name, until };

@@ -143,9 +143,10 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     timer.unref();
   }
 
-  const { tasks: tasksSpec, scheduler: schedulerSpec } = loadServices();
+  const { tasks: tasksSpec, tasksV2beta3: tasksV2beta3Spec, scheduler: schedulerSpec } = loadServices();
   const services = [
     { spec: tasksSpec, handlers: tasks.handlers() },
+    { spec: tasksV2beta3Spec, handlers: tasks.handlersV2beta3() },
     { spec: schedulerSpec, handlers: scheduler.handlers() },
   ];
   const displayHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;

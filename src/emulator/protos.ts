@@ -51,8 +51,14 @@ function protosDir(pkg: string): string {
   return path.join(dir, 'build', 'protos');
 }
 
+const roots = new Map<string, protobuf.Root>();
+
 function loadService(pkg: string, serviceName: string): ServiceSpec {
-  const root = protobuf.Root.fromJSON(require(path.join(protosDir(pkg), 'protos.json')));
+  let root = roots.get(pkg);
+  if (!root) {
+    root = protobuf.Root.fromJSON(require(path.join(protosDir(pkg), 'protos.json')));
+    roots.set(pkg, root);
+  }
   const service = root.lookupService(serviceName);
   const methods: MethodSpec[] = [];
   for (const method of Object.values(service.methods)) {
@@ -81,12 +87,20 @@ function httpBindings(method: protobuf.Method): HttpBinding[] {
   return out;
 }
 
-let cache: { tasks: ServiceSpec; scheduler: ServiceSpec } | undefined;
+export interface Services {
+  tasks: ServiceSpec;
+  /** Cloud Tasks v2beta3, for what only it reports (queue stats); served over the same queues. */
+  tasksV2beta3: ServiceSpec;
+  scheduler: ServiceSpec;
+}
 
-/** Cloud Tasks v2 and Cloud Scheduler v1, loaded once per process. */
-export function loadServices(): { tasks: ServiceSpec; scheduler: ServiceSpec } {
+let cache: Services | undefined;
+
+/** Cloud Tasks v2 and v2beta3 and Cloud Scheduler v1, loaded once per process. */
+export function loadServices(): Services {
   cache ??= {
     tasks: loadService('@google-cloud/tasks', 'google.cloud.tasks.v2.CloudTasks'),
+    tasksV2beta3: loadService('@google-cloud/tasks', 'google.cloud.tasks.v2beta3.CloudTasks'),
     scheduler: loadService('@google-cloud/scheduler', 'google.cloud.scheduler.v1.CloudScheduler'),
   };
   return cache;
