@@ -11,6 +11,9 @@ import { createPostgresTemplate, dropLeftoverTestDbs, dropPostgresDb } from '../
 
 // Files under these folders use the database and run on both engines; the rest run once.
 const DATABASE_SUITES = ['test/integration', 'test/contract'];
+// Browser tests (real Chromium) run once, being slow: on PostgreSQL when TEST_DATABASE_URL is set
+// (one of them needs a second service process on the same database), else on PGlite.
+const BROWSER_SUITE = 'test/browser';
 const ALL_SUITES = ['test/unit', 'test/emulator', ...DATABASE_SUITES];
 const concurrency = process.env.TEST_CONCURRENCY ?? '4';
 
@@ -36,11 +39,11 @@ try {
   writeFileSync(dump, Buffer.from(await (await dumpPgliteDataDir(pglite)).arrayBuffer()));
   await pglite.close();
 
-  const selected = args.length > 0 ? args : ALL_SUITES;
+  const selected = args.length > 0 ? args : [...ALL_SUITES, ...(process.env.TEST_DATABASE_URL ? [] : [BROWSER_SUITE])];
   run('suite on PGlite', existing(selected), { TEST_DB: 'pglite', TEST_PGLITE_TEMPLATE: dump });
 
   if (process.env.TEST_DATABASE_URL) {
-    const onPostgres = args.length > 0 ? args : DATABASE_SUITES;
+    const onPostgres = args.length > 0 ? args : [...DATABASE_SUITES, BROWSER_SUITE];
     const template = `backend_test_template_${process.pid}`;
     await dropLeftoverTestDbs();
     await createPostgresTemplate(template);
