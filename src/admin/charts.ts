@@ -1,0 +1,144 @@
+// Charts for the dashboard, drawn on the server as inline SVG (the page's CSP allows no script):
+// stacked bars over time and grouped horizontal bars by name. Every label goes through the
+// escaping html tag; each chart has a <title> and <desc>, and each bar a <title> with its figure.
+import { html, type SafeHtml } from './html.ts';
+
+export interface Series {
+  key: string;
+  label: string;
+  /** A fill colour readable on light and dark backgrounds (presentation attribute, not CSS). */
+  color: string;
+}
+
+export const OUTCOME_SERIES: Series[] = [
+  { key: 'succeeded', label: 'succeeded', color: '#1e8e3e' },
+  { key: 'failed', label: 'failed (retried)', color: '#e37400' },
+  { key: 'dead', label: 'dead', color: '#d93025' },
+];
+
+const number = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+
+export function formatNumber(n: number): string {
+  return number.format(n);
+}
+
+/** A round axis maximum at or above `max` (1, 2, 2.5 or 5 times a power of ten). */
+export function niceCeiling(max: number): number {
+  if (!(max > 0)) return 1;
+  const power = 10 ** Math.floor(Math.log10(max));
+  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= max) return step * power;
+  return 10 * power;
+}
+
+function legend(series: Series[], x: number, y: number): SafeHtml[] {
+  let offset = x;
+  return series.map((s) => {
+    const item = html`<rect x="${offset}" y="${y - 9}" width="10" height="10" rx="2" fill="${s.color}"/><text x="${offset + 14}" y="${y}">${s.label}</text>`;
+    offset += 24 + s.label.length * 6.5;
+    return item;
+  });
+}
+
+function frame(id: string, title: string, description: string, width: number, height: number, body: SafeHtml[]) {
+  return html`<svg class="chart" id="${id}" viewBox="0 0 ${width} ${height}" role="img" aria-labelledby="${id}-title ${id}-desc" xmlns="http://www.w3.org/2000/svg"><title id="${id}-title">${title}</title><desc id="${id}-desc">${description}</desc>${body}</svg>`;
+}
+
+export interface StackedBarsInput {
+  id: string;
+  title: string;
+  description: string;
+  series: Series[];
+  /** In time order; one bar each. */
+  buckets: { label: string; values: Record<string, number> }[];
+  /** Label every n-th bucket on the x axis. */
+  labelEvery: number;
+}
+
+/** Stacked vertical bars, one per bucket (e.g. runs per minute by outcome). */
+export function stackedBars(input: StackedBarsInput): SafeHtml {
+  const width = 720;
+  const height = 240;
+  const left = 40;
+  const right = 8;
+  const top = 24;
+  const bottom = 28;
+  const plotW = width - left - right;
+  const plotH = height - top - bottom;
+  const totals = input.buckets.map((b) => input.series.reduce((sum, s) => sum + (b.values[s.key] ?? 0), 0));
+  const max = niceCeiling(Math.max(0, ...totals));
+  const slot = plotW / Math.max(1, input.buckets.length);
+  const barW = Math.max(1, slot * 0.8);
+  const y = (v: number) => top + plotH - (v / max) * plotH;
+  const parts: SafeHtml[] = [];
+  for (let i = 0; i <= 4; i++) {
+    const v = (max / 4) * i;
+    parts.push(
+      html`<line class="axis" x1="${left}" x2="${width - right}" y1="${y(v)}" y2="${y(v)}"/><text x="${left - 4}" y="${y(v) + 4}" text-anchor="end">${formatNumber(v)}</text>`,
+    );
+  }
+  input.buckets.forEach((bucket, i) => {
+    const x = left + i * slot + (slot - barW) / 2;
+    let base = 0;
+    for (const s of input.series) {
+      const v = bucket.values[s.key] ?? 0;
+      if (v > 0) {
+        parts.push(
+          html`<rect x="${x.toFixed(1)}" y="${y(base + v).toFixed(1)}" width="${barW.toFixed(1)}" height="${(y(base) - y(base + v)).toFixed(1)}" fill="${s.color}"><title>${bucket.label}: ${formatNumber(v)} ${s.label}</title></rect>`,
+        );
+      }
+      base += v;
+    }
+    if (i % input.labelEvery === 0) {
+      parts.push(
+        html`<text x="${(x + barW / 2).toFixed(1)}" y="${height - bottom + 16}" text-anchor="middle">${bucket.label}</text>`,
+      );
+    }
+  });
+  parts.push(...legend(input.series, left, 14));
+  return frame(input.id, input.title, input.description, width, height, parts);
+}
+
+export interface GroupedBarsInput {
+  id: string;
+  title: string;
+  description: string;
+  series: Series[];
+  /** One group of bars per row (e.g. per task); null: no data. */
+  rows: { label: string; values: Record<string, number | null> }[];
+  unit?: string;
+}
+
+/** Grouped horizontal bars, one group per row (e.g. failures or durations by task). */
+export function groupedBars(input: GroupedBarsInput): SafeHtml {
+  const width = 720;
+  const labelW = 190;
+  const right = 70;
+  const top = 26;
+  const barH = 12;
+  const gap = 3;
+  const groupH = input.series.length * (barH + gap) + 10;
+  const height = top + Math.max(1, input.rows.length) * groupH + 6;
+  const plotW = width - labelW - right;
+  const values = input.rows.flatMap((r) => input.series.map((s) => r.values[s.key] ?? 0));
+  const max = niceCeiling(Math.max(0, ...values));
+  const unit = input.unit ?? '';
+  const parts: SafeHtml[] = [];
+  if (input.rows.length === 0) {
+    parts.push(html`<text x="${labelW}" y="${top + 14}">No runs in this window.</text>`);
+  }
+  input.rows.forEach((row, i) => {
+    const y0 = top + i * groupH;
+    parts.push(html`<text x="${labelW - 8}" y="${y0 + groupH / 2}" text-anchor="end">${row.label}</text>`);
+    input.series.forEach((s, j) => {
+      const v = row.values[s.key];
+      const y = y0 + j * (barH + gap);
+      const w = v ? Math.max(1, (v / max) * plotW) : 0;
+      const figure = v === null || v === undefined ? '–' : `${formatNumber(v)}${unit}`;
+      parts.push(
+        html`<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" rx="2" fill="${s.color}"><title>${row.label}, ${s.label}: ${figure}</title></rect><text x="${labelW + w + 4}" y="${y + barH - 2}">${figure}</text>`,
+      );
+    });
+  });
+  parts.push(...legend(input.series, labelW, 14));
+  return frame(input.id, input.title, input.description, width, height, parts);
+}
