@@ -51,10 +51,14 @@ function startupBanner(service: Service): string {
   ].join('\n');
 }
 
-/** A signed webhook carrying "help", as Meta would send it, ready to paste (fresh wamid per start). */
+/**
+ * A signed webhook carrying "help", as Meta would send it, ready to paste (fresh wamid per start).
+ * Local mode only: anywhere else the banner lands in shared logs, and a validly signed request
+ * there is one anybody reading them can replay.
+ */
 function whatsappExample(service: Service): string[] {
   const { config, url } = service;
-  if (!config.whatsapp.appSecret) return [];
+  if (config.tasks.backend !== 'emulator' || !config.whatsapp.appSecret) return [];
   const body = textWebhook([{ from: '15550001234', text: 'help', wamid: `wamid.local-${Date.now()}`, name: 'You' }]);
   const where = config.whatsapp.accessToken ? 'go to the Graph API' : 'land in: npx backend whatsapp outbox';
   return [

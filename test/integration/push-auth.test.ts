@@ -7,6 +7,7 @@ import { createRegistry } from '../../src/tasks/registry.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
+import { INVOKER } from '../helpers/test-issuer.ts';
 
 let handled = 0;
 const echo = defineTask({
@@ -201,7 +202,18 @@ describe(`oidc-or-secret and cloud-run-iam (${testDbKind})`, () => {
   });
 
   test('cloud-run-iam accepts a token whose signature Cloud Run removed, and still checks its claims', async () => {
-    const t = await buildTestApp({ registry, env: { TASKS_AUTH: 'cloud-run-iam' } });
+    // The one shape the configuration accepts for cloud-run-iam: cloud backend, no HOST, no webhooks.
+    const t = await buildTestApp({
+      registry,
+      env: {
+        TASKS_AUTH: 'cloud-run-iam',
+        TASKS_BACKEND: 'cloud',
+        GCP_PROJECT_ID: 'acme',
+        GCP_LOCATION: 'us-central1',
+        SESSION_SECRET: 's'.repeat(40),
+        TASKS_INVOKER_SERVICE_ACCOUNT: INVOKER,
+      },
+    });
     try {
       const stripped = async (claims: Record<string, unknown> = {}) => {
         const [header, payload] = (await t.issuer.token(claims)).split('.');
