@@ -1,11 +1,14 @@
 // Lets CLI commands run inside a running `backend serve` when it holds the embedded database: the
 // service listens on a loopback port with a random token, both written to $DATA_DIR/control.json
-// (mode 600); the CLI posts its arguments there and prints what comes back.
+// (mode 600); the CLI posts its arguments there and prints what comes back. Only a PGlite data
+// directory needs this: PostgreSQL is opened by every process, and in-memory PGlite by none other.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
+import type { Config } from '../config.ts';
+import { makePrivateDir } from '../local-secrets.ts';
 import type { Service } from '../main.ts';
 import { serviceContext } from './command-context.ts';
 
@@ -16,6 +19,11 @@ interface ControlFile {
 }
 
 type RunInService = (argv: string[], context: ReturnType<typeof serviceContext>) => Promise<number>;
+
+/** Whether `serve` opens the channel: only when it holds an embedded database on disk. */
+export function controlChannelWanted(config: Config): boolean {
+  return config.database.kind === 'pglite' && config.database.dataDir !== null;
+}
 
 export async function startControlChannel(service: Service, run: RunInService): Promise<{ close(): Promise<void> }> {
   const token = randomBytes(32).toString('base64url');
@@ -47,6 +55,7 @@ export async function startControlChannel(service: Service, run: RunInService): 
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as { port: number };
+  makePrivateDir(service.config.dataDir);
   const file = join(service.config.dataDir, 'control.json');
   const content: ControlFile = { pid: process.pid, url: `http://127.0.0.1:${port}`, token };
   writeFileSync(file, JSON.stringify(content), { mode: 0o600 });

@@ -17,10 +17,13 @@ export function serveCommand(program: Command, runInService: RunInService): void
       // Loaded on use, so `backend --help` and the other commands do not load the whole service.
       const { closeOnSignals, startService } = await import('../main.ts');
       const service = await startService(config, { logger });
-      // Other terminals' commands (runs list, enqueue --tx …) run in here while we hold the database.
-      const { startControlChannel } = await import('./control-channel.ts');
-      const control = await startControlChannel(service, runInService);
-      service.onClose(() => control.close());
+      // Other terminals' commands (runs list, enqueue --tx …) run in here while we hold the embedded
+      // database; with PostgreSQL they open it themselves, and nothing is written to DATA_DIR.
+      const { controlChannelWanted, startControlChannel } = await import('./control-channel.ts');
+      if (controlChannelWanted(config)) {
+        const control = await startControlChannel(service, runInService);
+        service.onClose(() => control.close());
+      }
       closeOnSignals(service, logger, config.shutdownTimeoutMs);
       process.stdout.write(startupBanner(service));
     });

@@ -7,7 +7,7 @@
 // - a failed statement inside a transaction poisons the connection until ROLLBACK, which
 //   transaction() issues before rethrowing.
 // Only one process may open a data directory: a pid file next to it refuses a second opener.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import type { Db, QueryResult, Tx } from './db.ts';
@@ -34,7 +34,11 @@ export async function openPglite(options: PgliteOptions): Promise<Db & { raw: PG
   let pg: PGlite;
   if (options.dataDir) {
     const dir = resolve(options.dataDir);
-    mkdirSync(dirname(dir), { recursive: true });
+    // PGlite creates its files world-writable (0666, whatever the umask): like PostgreSQL's own
+    // data directory, ours is 0700 so that no other user reaches them. A parent we create ($DATA_DIR)
+    // is 0700 too; an existing one is left as it is.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
     releaseLock = lockDataDir(dir);
     try {
       pg = await PGlite.create(dir, { relaxedDurability: false });
