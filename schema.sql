@@ -69,6 +69,30 @@ CREATE TABLE health_checks (
 
 CREATE INDEX health_checks_checked_at_idx ON health_checks USING btree (checked_at DESC);
 
+CREATE TABLE operator_login_states (
+  state_hash bytea NOT NULL,
+  browser_hash bytea NOT NULL,
+  code_verifier text NOT NULL,
+  nonce text NOT NULL,
+  return_to text NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  expires_at timestamp with time zone NOT NULL,
+  CONSTRAINT operator_login_states_pkey PRIMARY KEY (state_hash)
+);
+
+CREATE INDEX operator_login_states_expires_at_idx ON operator_login_states USING btree (expires_at);
+
+CREATE TABLE operator_sessions (
+  token_hash bytea NOT NULL,
+  email text NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  last_seen_at timestamp with time zone NOT NULL,
+  expires_at timestamp with time zone NOT NULL,
+  CONSTRAINT operator_sessions_pkey PRIMARY KEY (token_hash)
+);
+
+CREATE INDEX operator_sessions_expires_at_idx ON operator_sessions USING btree (expires_at);
+
 CREATE TABLE posts (
   id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
   request_id text NOT NULL,

@@ -8,9 +8,11 @@ import type { TaskBackend } from './admin/deps.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Db } from './db/db.ts';
+import { createLoginService } from './domains/auth/login.service.ts';
 import { registerErrorHandler } from './http/plugins/error-handler.ts';
 import { operatorAccess } from './http/plugins/operator-access.ts';
 import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
+import { authRoutes } from './http/routes/auth.routes.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { postRoutes } from './http/routes/posts.routes.ts';
 import { stripeWebhookRoutes } from './http/routes/stripe-webhook.routes.ts';
@@ -82,11 +84,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     services: deps.services,
     events: deps.events,
   });
+  // Operators' login (OpenID Connect) and sessions, when OAUTH_CLIENT_ID is set.
+  const login = createLoginService({ config, db: deps.db, clock: deps.clock });
+  if (login) await authRoutes(app, { config, login });
   // The operators' side: everything under /admin passes the access check and CSRF protection.
   await app.register(
     async (admin) => {
       await admin.register(fastifyFormbody, { bodyLimit: 64 * 1024 });
-      operatorAccess(admin, { config });
+      operatorAccess(admin, { config, login });
       dashboardRoutes(admin, {
         config,
         db: deps.db,

@@ -189,7 +189,7 @@ export interface Config {
     readonly clientSecret: string | undefined;
   };
   readonly adminEmails: readonly string[];
-  /** Set in cloud mode; in local mode main.ts fills it from $DATA_DIR (see local-secrets.ts). */
+  /** Keys the dashboard's CSRF tokens; required with login in cloud mode; in local mode main.ts fills it from $DATA_DIR (local-secrets.ts). */
   readonly sessionSecret: string | undefined;
   readonly scraperAllowPrivateNetworks: boolean;
   readonly log: { readonly level: string; readonly format: 'json' | 'pretty' | undefined };
@@ -252,6 +252,7 @@ export function loadConfig(env: Env = process.env): Config {
       'LLM_MODEL is required when LLM_BASE_URL is set: expected the model name, such as gpt-4o-mini or llama3.1',
     );
   }
+  problems.push(...loginProblems(e, cloud));
   if (cloud) {
     const need = (name: keyof typeof e, why: string) => {
       if (e[name] === undefined) problems.push(`${name} is required when TASKS_BACKEND=cloud: ${why}`);
@@ -261,7 +262,6 @@ export function loadConfig(env: Env = process.env): Config {
     }
     need('GCP_LOCATION', 'expected the Cloud Tasks location, such as us-central1');
     need('PUBLIC_BASE_URL', 'expected the Cloud Run service URL that tasks are pushed to');
-    need('SESSION_SECRET', 'expected at least 32 random characters to sign session cookies');
     if (auth !== 'secret') need('TASKS_INVOKER_SERVICE_ACCOUNT', 'expected the service account in the OIDC tokens');
     if (e.CLOUD_TASKS_EMULATOR_HOST) {
       problems.push(
@@ -326,6 +326,37 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 9_000,
   };
   return deepFreeze(config);
+}
+
+/**
+ * Operators' login is configured by OAUTH_CLIENT_ID; then it needs its secret, someone to let in,
+ * an issuer reached over https (http only on this machine, for a local provider), and, in cloud
+ * mode, a SESSION_SECRET shared by every instance (local mode generates one in $DATA_DIR).
+ */
+function loginProblems(e: z.infer<typeof envSchema>, cloud: boolean): string[] {
+  if (e.OAUTH_CLIENT_ID === undefined) return [];
+  const problems: string[] = [];
+  const when = 'when OAUTH_CLIENT_ID is set';
+  if (e.OAUTH_CLIENT_SECRET === undefined) {
+    problems.push(`OAUTH_CLIENT_SECRET is required ${when}: expected the client secret from the provider`);
+  }
+  if ((e.ADMIN_EMAILS ?? []).length === 0) {
+    problems.push(`ADMIN_EMAILS is required ${when}: expected the comma-separated e-mails allowed into the dashboard`);
+  }
+  if (cloud && e.SESSION_SECRET === undefined) {
+    problems.push(
+      `SESSION_SECRET is required ${when} and TASKS_BACKEND=cloud: expected at least 32 random characters, the same on every instance`,
+    );
+  }
+  if (e.OAUTH_ISSUER_URL !== undefined) {
+    const issuer = new URL(e.OAUTH_ISSUER_URL);
+    if (issuer.protocol !== 'https:' && !/^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/.test(issuer.hostname)) {
+      problems.push(
+        `OAUTH_ISSUER_URL=${JSON.stringify(e.OAUTH_ISSUER_URL)} is not valid: expected an https:// issuer (http only on localhost)`,
+      );
+    }
+  }
+  return problems;
 }
 
 /**

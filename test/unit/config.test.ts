@@ -109,13 +109,7 @@ describe('config', () => {
 
   test('cloud mode names every setting it is missing', () => {
     const issues = issuesOf({ TASKS_BACKEND: 'cloud' });
-    for (const name of [
-      'GCP_PROJECT_ID',
-      'GCP_LOCATION',
-      'PUBLIC_BASE_URL',
-      'SESSION_SECRET',
-      'TASKS_INVOKER_SERVICE_ACCOUNT',
-    ]) {
+    for (const name of ['GCP_PROJECT_ID', 'GCP_LOCATION', 'PUBLIC_BASE_URL', 'TASKS_INVOKER_SERVICE_ACCOUNT']) {
       assert.ok(
         issues.some((l) => l.startsWith(`${name} is required when TASKS_BACKEND=cloud`)),
         `${name} missing from:\n${issues.join('\n')}`,
@@ -257,5 +251,61 @@ describe('config', () => {
     });
     assert.deepEqual(issues.length, 1);
     assert.match(issues[0]!, /^CLOUD_TASKS_EMULATOR_HOST must be unset/);
+  });
+});
+
+describe("config: operators' login", () => {
+  const LOGIN = {
+    OAUTH_CLIENT_ID: 'client-id.apps.googleusercontent.com',
+    OAUTH_CLIENT_SECRET: 'client-secret',
+    ADMIN_EMAILS: ' Ops@Example.com ,second@example.com',
+  };
+  const CLOUD_BASE = {
+    TASKS_BACKEND: 'cloud',
+    GCP_PROJECT_ID: 'acme-prod',
+    GCP_LOCATION: 'europe-west1',
+    PUBLIC_BASE_URL: 'https://svc-abc.a.run.app',
+    TASKS_INVOKER_SERVICE_ACCOUNT: 'tasks@acme-prod.iam.gserviceaccount.com',
+  };
+
+  test('cloud mode without login needs no SESSION_SECRET', () => {
+    assert.equal(loadConfig(CLOUD_BASE).sessionSecret, undefined);
+  });
+
+  test('login in cloud mode needs a SESSION_SECRET', () => {
+    const issues = issuesOf({ ...CLOUD_BASE, ...LOGIN });
+    assert.equal(issues.length, 1, issues.join('\n'));
+    assert.match(issues[0]!, /^SESSION_SECRET is required when OAUTH_CLIENT_ID is set and TASKS_BACKEND=cloud/);
+    const c = loadConfig({ ...CLOUD_BASE, ...LOGIN, SESSION_SECRET: 's'.repeat(40) });
+    assert.equal(c.oauth.clientId, LOGIN.OAUTH_CLIENT_ID);
+    assert.equal(c.oauth.issuerUrl, 'https://accounts.google.com', 'Google by default');
+    assert.deepEqual(c.adminEmails, ['ops@example.com', 'second@example.com'], 'trimmed and lower-cased');
+  });
+
+  test('login in local mode needs no SESSION_SECRET (local mode generates one)', () => {
+    assert.equal(loadConfig(LOGIN).oauth.clientSecret, 'client-secret');
+  });
+
+  test('OAUTH_CLIENT_ID needs OAUTH_CLIENT_SECRET and someone in ADMIN_EMAILS', () => {
+    const issues = issuesOf({ OAUTH_CLIENT_ID: 'client-id' });
+    assert.equal(issues.length, 2, issues.join('\n'));
+    assert.match(issues[0]!, /^OAUTH_CLIENT_SECRET is required when OAUTH_CLIENT_ID is set/);
+    assert.match(issues[1]!, /^ADMIN_EMAILS is required when OAUTH_CLIENT_ID is set/);
+    assert.match(issuesOf({ ...LOGIN, ADMIN_EMAILS: ' , ' })[0]!, /^ADMIN_EMAILS is required/);
+    assert.match(issuesOf({ ...LOGIN, ADMIN_EMAILS: 'ops@example.com,not-an-email' })[0]!, /^ADMIN_EMAILS=/);
+  });
+
+  test('the issuer is reached over https, or http on this machine only', () => {
+    assert.equal(
+      loadConfig({ ...LOGIN, OAUTH_ISSUER_URL: 'http://127.0.0.1:9000' }).oauth.issuerUrl,
+      'http://127.0.0.1:9000',
+    );
+    assert.ok(loadConfig({ ...LOGIN, OAUTH_ISSUER_URL: 'https://login.example.com/realms/ops' }));
+    const issues = issuesOf({ ...LOGIN, OAUTH_ISSUER_URL: 'http://login.example.com' });
+    assert.equal(issues.length, 1);
+    assert.match(
+      issues[0]!,
+      /^OAUTH_ISSUER_URL="http:\/\/login\.example\.com" is not valid: expected an https:\/\/ issuer/,
+    );
   });
 });
