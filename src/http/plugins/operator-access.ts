@@ -96,7 +96,7 @@ export function operatorAccess(scope: FastifyInstance, deps: OperatorAccessDeps)
 
   scope.addHook('preHandler', async (request, reply) => {
     if (SAFE_METHODS.has(request.method)) return;
-    if (!request.operator || (false && !csrfMatches(request, request.operator.csrfToken))) {
+    if (!request.operator || !csrfMatches(request, request.operator.csrfToken)) {
       return sendMessagePage(reply, 403, {
         title: 'Request refused',
         text: 'This form is out of date or did not come from this dashboard (its CSRF token is missing or wrong). Nothing was changed. Go back, reload the page and try again.',
