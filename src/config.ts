@@ -130,6 +130,22 @@ const envSchema = z.object({
   EMULATOR_HTTP_PORT: optional(intIn(0, 65535)),
   TASKS_OIDC_ISSUER: optional(httpUrl('the http(s) URL of the token issuer, such as http://127.0.0.1:8124')),
   SHUTDOWN_TIMEOUT_MS: optional(intIn(0, 60_000)),
+  // Observability (docs/observability.md): nothing is exported unless one of these says where.
+  TRACE_EXPORTER: optional(z.enum(['none', 'otlp', 'cloud-trace'], { error: 'expected none, otlp or cloud-trace' })),
+  TRACE_SAMPLE_RATIO: optional(
+    z
+      .string()
+      .regex(/^(0(\.\d+)?|1(\.0+)?)$/, { error: 'expected a number from 0 to 1, such as 0.1' })
+      .transform(Number),
+  ),
+  METRICS_EXPORTER: optional(z.enum(['none', 'prometheus', 'otlp'], { error: 'expected none, prometheus or otlp' })),
+  METRICS_HOST: optional(z.string().min(1)),
+  METRICS_PORT: optional(intIn(1, 65535)),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optional(httpUrl('the OTLP/HTTP base URL, such as http://127.0.0.1:4318')),
+  OTEL_METRIC_EXPORT_INTERVAL: optional(intIn(1000, 3_600_000)),
+  OTEL_SERVICE_NAME: optional(z.string().min(1)),
+  K_SERVICE: optional(z.string().min(1)),
+  K_REVISION: optional(z.string().min(1)),
 });
 
 export type TasksAuthMode = 'oidc' | 'cloud-run-iam' | 'secret' | 'oidc-or-secret';
@@ -194,6 +210,23 @@ export interface Config {
   readonly scraperAllowPrivateNetworks: boolean;
   readonly log: { readonly level: string; readonly format: 'json' | 'pretty' | undefined };
   readonly shutdownTimeoutMs: number;
+  readonly observability: ObservabilityConfig;
+}
+
+/** Tracing, metrics and error reporting (docs/observability.md). */
+export interface ObservabilityConfig {
+  /** Cloud Run's service and revision (K_SERVICE, K_REVISION), or OTEL_SERVICE_NAME. */
+  readonly serviceName: string;
+  readonly serviceVersion: string;
+  readonly traceExporter: 'none' | 'otlp' | 'cloud-trace';
+  /** Share of new traces recorded when exporting; a trace keeps the decision of its first span. */
+  readonly traceSampleRatio: number;
+  readonly metricsExporter: 'none' | 'prometheus' | 'otlp';
+  /** Where Prometheus scrapes /metrics: a port of its own, loopback unless told otherwise. */
+  readonly metricsHost: string;
+  readonly metricsPort: number;
+  readonly otlpEndpoint: string | undefined;
+  readonly metricExportIntervalMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -269,6 +302,7 @@ export function loadConfig(env: Env = process.env): Config {
       );
     }
   }
+  const observability = observabilityConfig(e, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const dataDir = e.DATA_DIR ?? '.data';
@@ -324,6 +358,7 @@ export function loadConfig(env: Env = process.env): Config {
     scraperAllowPrivateNetworks: e.SCRAPER_ALLOW_PRIVATE_NETWORKS ?? false,
     log: { level: e.LOG_LEVEL ?? 'info', format: e.LOG_FORMAT },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 9_000,
+    observability,
   };
   return deepFreeze(config);
 }
@@ -387,6 +422,32 @@ function cloudRunIamProblems(e: z.infer<typeof envSchema>, backend: 'emulator' |
     );
   }
   return problems;
+}
+
+function observabilityConfig(e: z.infer<typeof envSchema>, problems: string[]): ObservabilityConfig {
+  const traceExporter = e.TRACE_EXPORTER ?? 'none';
+  const metricsExporter = e.METRICS_EXPORTER ?? 'none';
+  for (const [name, value] of [
+    ['TRACE_EXPORTER', traceExporter],
+    ['METRICS_EXPORTER', metricsExporter],
+  ] as const) {
+    if (value === 'otlp' && !e.OTEL_EXPORTER_OTLP_ENDPOINT) {
+      problems.push(
+        `OTEL_EXPORTER_OTLP_ENDPOINT is required when ${name}=otlp: expected the collector's OTLP/HTTP URL`,
+      );
+    }
+  }
+  return {
+    serviceName: e.OTEL_SERVICE_NAME ?? e.K_SERVICE ?? 'backend',
+    serviceVersion: e.K_REVISION ?? 'local',
+    traceExporter,
+    traceSampleRatio: e.TRACE_SAMPLE_RATIO ?? 1,
+    metricsExporter,
+    metricsHost: e.METRICS_HOST ?? '127.0.0.1',
+    metricsPort: e.METRICS_PORT ?? 9464,
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/+$/, ''),
+    metricExportIntervalMs: e.OTEL_METRIC_EXPORT_INTERVAL ?? 60_000,
+  };
 }
 
 /** Returns a copy of the config with some fields replaced, frozen again (tests, local secrets). */

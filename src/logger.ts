@@ -1,5 +1,6 @@
 // Logs as JSON lines in the shape Cloud Logging reads (severity, message, time, trace), or pretty
-// lines for a person at a terminal. Secrets are redacted wherever they could appear.
+// lines for a person at a terminal. Secrets are redacted wherever they could appear. Error lines
+// that carry an error are shaped for Cloud Error Reporting.
 import { createRequire } from 'node:module';
 import { pino } from 'pino';
 
@@ -47,6 +48,28 @@ export interface LoggerOptions {
   format?: 'json' | 'pretty' | undefined;
   /** Where JSON lines go. (Default: stdout) */
   destination?: pino.DestinationStream;
+  /** What Error Reporting groups errors under. (Default: Cloud Run's K_SERVICE and K_REVISION) */
+  serviceContext?: ServiceContext;
+}
+
+export interface ServiceContext {
+  service: string;
+  version: string;
+}
+
+/** The type that makes Cloud Error Reporting take a log line as an error event. */
+export const REPORTED_ERROR_EVENT =
+  'type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent';
+const ERROR_LEVEL = 50;
+
+/**
+ * The fields Error Reporting reads from a JSON line: its type, the service and version it groups
+ * by, and the stack (grouping is by the stack's frames, so the message can vary).
+ */
+export function errorReportingFields(err: unknown, serviceContext: ServiceContext): Record<string, unknown> {
+  const stack =
+    err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : `Error: ${String(err)}\n    at (unknown)`;
+  return { '@type': REPORTED_ERROR_EVENT, serviceContext, stack_trace: stack };
 }
 
 export function createLogger(options: LoggerOptions): Logger {
@@ -58,9 +81,33 @@ export function createLogger(options: LoggerOptions): Logger {
     const stream = pretty({ sync: true, messageKey: 'message', ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' });
     return pino({ level: options.level, messageKey: 'message', redact, base: undefined }, stream);
   }
+  const serviceContext = options.serviceContext ?? {
+    service: process.env.K_SERVICE ?? 'backend',
+    version: process.env.K_REVISION ?? 'local',
+  };
   return pino(
     {
       level: options.level,
+      // Only ERROR lines and above that carry an error (as `err`, or the error itself) pay for this.
+      hooks: {
+        logMethod(args, method, level) {
+          const first: unknown = args[0];
+          if (level >= ERROR_LEVEL && first !== null && typeof first === 'object') {
+            if (first instanceof Error) {
+              const rest = args.length > 1 ? args.slice(1) : [first.message];
+              return method.apply(this, [
+                { err: first, ...errorReportingFields(first, serviceContext) },
+                ...rest,
+              ] as unknown as Parameters<typeof method>);
+            }
+            const err = (first as { err?: unknown }).err;
+            if (err !== undefined) {
+              args[0] = { ...first, ...errorReportingFields(err, serviceContext) };
+            }
+          }
+          return method.apply(this, args);
+        },
+      },
       messageKey: 'message',
       base: undefined,
       redact,
