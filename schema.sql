@@ -184,6 +184,7 @@ CREATE TABLE task_outbox (
   created_at timestamp with time zone NOT NULL,
   send_attempts integer DEFAULT 0 NOT NULL,
   last_error text,
+  traceparent text,
   CONSTRAINT task_outbox_pkey PRIMARY KEY (id),
   CONSTRAINT task_outbox_task_id_key UNIQUE (task_id)
 );

@@ -17,7 +17,9 @@ import { healthRoutes } from './http/routes/health.routes.ts';
 import { postRoutes } from './http/routes/posts.routes.ts';
 import { stripeWebhookRoutes } from './http/routes/stripe-webhook.routes.ts';
 import { whatsappWebhookRoutes } from './http/routes/whatsapp-webhook.routes.ts';
-import { type Logger, parseTraceContext, traceBindings } from './logger.ts';
+import type { Logger } from './logger.ts';
+import { tracedChildLoggers, traceRequests } from './observability/http-tracing.ts';
+import { type Telemetry, telemetryOff } from './observability/telemetry.ts';
 import type { Enqueue, TaskServices } from './tasks/define-task.ts';
 import type { PushAuthenticator } from './tasks/push-auth.ts';
 import { pushRoutes } from './tasks/push-route.ts';
@@ -36,6 +38,8 @@ export interface AppDeps {
   events: TaskEvents;
   /** The enqueuer and the official clients, for the dashboard's replay, queues and schedules. */
   backend?: TaskBackend | undefined;
+  /** Tracing and metrics. (Default: off, ids only) */
+  telemetry?: Telemetry;
 }
 
 /** The largest body any route accepts: Cloud Tasks' 1 MB task limit, with room for headers. */
@@ -43,17 +47,19 @@ export const BODY_LIMIT_BYTES = 1_048_576;
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const { config } = deps;
+  const telemetry = deps.telemetry ?? telemetryOff;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new CloudLoggingLogController(),
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: true,
     requestIdHeader: false,
-    // Every line logged while serving a request carries its trace, so Cloud Logging groups them.
-    childLoggerFactory: (logger, bindings, opts, rawReq) =>
-      logger.child({ ...bindings, ...traceBindings(parseTraceContext(rawReq.headers), config.tasks.projectId) }, opts),
+    // Every request has a span (continuing its traceparent), and every line logged while serving
+    // it carries that span's trace, so Cloud Logging groups them and Cloud Trace shows them.
+    childLoggerFactory: tracedChildLoggers(telemetry.tracer, config.tasks.projectId),
     return503OnClosing: true,
   });
+  traceRequests(app);
   registerErrorHandler(app);
   await app.register(fastifyCookie, { secret: config.sessionSecret, hook: 'onRequest' });
   app.decorateRequest('operator', null);
@@ -65,6 +71,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     enqueue: deps.enqueue,
     verifyToken: config.whatsapp.verifyToken,
     appSecret: config.whatsapp.appSecret,
+    metrics: telemetry.metrics,
   });
   // Without a signing secret the route does not exist (404): unsigned events are never accepted.
   if (config.stripe.webhookSecret) {
@@ -83,6 +90,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     enqueue: deps.enqueue,
     services: deps.services,
     events: deps.events,
+    telemetry,
   });
   // Operators' login (OpenID Connect) and sessions, when OAUTH_CLIENT_ID is set.
   const login = createLoginService({ config, db: deps.db, clock: deps.clock });

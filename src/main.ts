@@ -11,6 +11,7 @@ import { describeDatabase, openDatabase } from './db/open-database.ts';
 import type { Emulator } from './emulator/index.ts';
 import { withLocalSecrets } from './local-secrets.ts';
 import type { Logger } from './logger.ts';
+import { createTelemetry, type TelemetryExtras } from './observability/telemetry.ts';
 import { closeTaskServices, createTaskServices } from './services.ts';
 import { registry } from './task-registry.ts';
 import { type CloudClients, createCloudClients } from './tasks/cloud-clients.ts';
@@ -42,6 +43,8 @@ export interface Service {
 export interface StartOptions {
   logger: Logger;
   clock?: Clock;
+  /** Span processors and metric readers of a test's own, beside what the config exports to. */
+  telemetry?: TelemetryExtras;
 }
 
 export function enqueueTarget(config: Config): EnqueueTarget {
@@ -80,6 +83,13 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
   const db = await openDatabase(config.database);
   cleanup.push(() => db.close());
   try {
+    // Closed after the HTTP server (the last spans are sent) and before the database.
+    const telemetry = await createTelemetry(config.observability, config.tasks.projectId, options.telemetry);
+    cleanup.unshift(() => telemetry.shutdown());
+    telemetry.metrics.observeOutboxDepth(async () => {
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM task_outbox');
+      return rows[0]?.n ?? 0;
+    });
     const result = await migrate(db, undefined, (name, ms) =>
       logger.info({ migration: name, ms: Math.round(ms) }, `applied migration ${name}`),
     );
@@ -149,6 +159,7 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
       services,
       events,
       backend: { enqueuer, clients, target },
+      telemetry,
     });
     cleanup.unshift(() => app.close());
     await app.listen({ port: config.port, host: config.host });

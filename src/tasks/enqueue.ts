@@ -9,6 +9,7 @@ import type { Queryable, Tx } from '../db/db.ts';
 import { valuesList } from '../db/sql.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { traceparentOf } from '../observability/trace-context.ts';
 import type { AnyTask, Delivery, Enqueue, EnqueueOptions, EnqueueResult } from './define-task.ts';
 import { DEFAULT_DEADLINE_SECONDS, describeIssues } from './define-task.ts';
 import type { TaskRegistry } from './registry.ts';
@@ -42,6 +43,8 @@ export interface PreparedTask {
   payload: unknown;
   scheduleTime: Date | undefined;
   deadlineSeconds: number;
+  /** The W3C traceparent of whoever enqueued it: the task's run continues that trace. */
+  traceparent?: string | undefined;
 }
 
 const NO_DELIVERY: Delivery = {
@@ -94,6 +97,7 @@ export class TaskEnqueuer {
         prepared.scheduleTime ?? null,
         prepared.deadlineSeconds,
         new Date(this.#deps.clock.now()),
+        prepared.traceparent ?? null,
       ];
       const tx = options.tx as Partial<Tx>;
       if (tx.beforeCommit) {
@@ -147,6 +151,7 @@ export class TaskEnqueuer {
       payload,
       scheduleTime: delayMs > 0 ? new Date(this.#deps.clock.now() + delayMs) : undefined,
       deadlineSeconds,
+      traceparent: traceparentOf(),
     };
     const size = taskSize(this.buildHttpRequest(prepared));
     if (size > MAX_TASK_BYTES) {
@@ -194,6 +199,8 @@ export class TaskEnqueuer {
     const t = this.#deps.target;
     const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Task-Key': prepared.key };
     if (t.auth === 'secret' && t.secret) headers['X-Task-Secret'] = t.secret;
+    // Cloud Tasks sends a task's headers as given: the push carries the enqueuer's trace.
+    if (prepared.traceparent) headers.traceparent = prepared.traceparent;
     return {
       url: `${t.publicBaseUrl}/tasks/${prepared.task}`,
       httpMethod: 'POST' as const,
@@ -206,8 +213,8 @@ export class TaskEnqueuer {
   }
 }
 
-const OUTBOX_COLUMNS = 8;
-/** Rows per INSERT statement (8 parameters each; PostgreSQL allows 65,535 per statement). */
+const OUTBOX_COLUMNS = 9;
+/** Rows per INSERT statement (9 parameters each; PostgreSQL allows 65,535 per statement). */
 const OUTBOX_ROWS_PER_STATEMENT = 500;
 
 /** Writes outbox rows, several per statement; a task id already there is left as it is. */
@@ -216,7 +223,7 @@ async function insertOutbox(q: Queryable, rows: readonly unknown[][]): Promise<v
     const chunk = rows.slice(i, i + OUTBOX_ROWS_PER_STATEMENT);
     const values = valuesList(chunk.length, OUTBOX_COLUMNS);
     await q.query(
-      `INSERT INTO task_outbox (task, queue, task_id, idempotency_key, payload, schedule_time, deadline_seconds, created_at)
+      `INSERT INTO task_outbox (task, queue, task_id, idempotency_key, payload, schedule_time, deadline_seconds, created_at, traceparent)
        VALUES ${values} ON CONFLICT (task_id) DO NOTHING`,
       chunk.flat(),
     );

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.ts';
 import type { PreparedTask, TaskEnqueuer } from './enqueue.ts';
 
 const OLDEST_FIRST = `
-  SELECT id, task, queue, task_id, idempotency_key, payload, schedule_time, deadline_seconds
+  SELECT id, task, queue, task_id, idempotency_key, payload, schedule_time, deadline_seconds, traceparent
     FROM task_outbox ORDER BY id LIMIT $1`;
 const DELETE_SENT = 'DELETE FROM task_outbox WHERE id = ANY($1::bigint[])';
 /** createTask calls in flight at once while relaying. (16: beyond that the emulator and the client, not the relay, set the pace) */
@@ -24,6 +24,7 @@ interface OutboxRow {
   payload: unknown;
   schedule_time: Date | null;
   deadline_seconds: number;
+  traceparent: string | null;
 }
 
 export interface RelayResult {
@@ -121,5 +122,6 @@ function toPrepared(row: OutboxRow): PreparedTask {
     payload: row.payload,
     scheduleTime: row.schedule_time ?? undefined,
     deadlineSeconds: row.deadline_seconds,
+    traceparent: row.traceparent ?? undefined,
   };
 }

@@ -2,12 +2,14 @@
 // validate with the task's schema, claim the run in task_runs, run the handler inside the request
 // (Cloud Run gives no CPU after the response), and answer what Cloud Tasks should do next.
 import { createHash } from 'node:crypto';
+import { context, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import type { Db, Queryable } from '../db/db.ts';
 import { DatabaseUnavailableError, errorBody } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { Telemetry } from '../observability/telemetry.ts';
 import type { AnyTask, Delivery, Enqueue, TaskContext, TaskServices } from './define-task.ts';
 import { DEFAULT_DEADLINE_SECONDS, describeIssues } from './define-task.ts';
 import { classifyFailure, responseFor, type TaskOutcome } from './outcome.ts';
@@ -24,6 +26,7 @@ export interface PushRouteDeps {
   enqueue: Enqueue;
   services: TaskServices;
   events: TaskEvents;
+  telemetry: Telemetry;
 }
 
 /** The lease outlives Cloud Tasks' dispatch deadline, so a retry never overlaps a live attempt. */
@@ -53,6 +56,13 @@ export function pushRoutes(app: FastifyInstance, deps: PushRouteDeps): void {
     scope.addHook('onRequest', async (request, reply) => {
       const result = await deps.auth.authenticate(request.headers);
       if (result.ok) return;
+      // Named only when registered: the path is the caller's, and a metric's labels must stay few.
+      const name = (request.params as { task?: string }).task;
+      deps.telemetry.metrics.recordRun(
+        name && deps.registry.tasks.has(name) ? name : '(unknown)',
+        'unauthenticated',
+        0,
+      );
       request.log.warn(
         { authFailure: result.reason, detail: result.detail },
         `task push refused: ${result.reason} (${result.detail})`,
@@ -71,11 +81,45 @@ export function pushRoutes(app: FastifyInstance, deps: PushRouteDeps): void {
           .header('x-task-outcome', 'retry')
           .send(errorBody('UNKNOWN_TASK', `No task named "${request.params.task}".`));
       }
-      const outcome = await runDelivery(deps, task, request);
+      const outcome = await runObserved(deps, task, request);
       const response = responseFor(outcome, new Date(deps.clock.now()));
       return reply.code(response.status).headers(response.headers).send(response.body);
     });
   });
+}
+
+/**
+ * A delivery inside its own span (a child of the request's, so of the trace that enqueued the
+ * task), with the handler's enqueues inside it; the outcome counted and timed by task.
+ */
+async function runObserved(deps: PushRouteDeps, task: AnyTask, request: FastifyRequest): Promise<TaskOutcome> {
+  const span = deps.telemetry.tracer.startSpan(`task ${task.name}`);
+  const started = performance.now();
+  let outcome: TaskOutcome | undefined;
+  try {
+    outcome = await context.with(trace.setSpan(context.active(), span), () => runDelivery(deps, task, request));
+    return outcome;
+  } finally {
+    const kind = outcome?.kind ?? 'error';
+    deps.telemetry.metrics.recordRun(task.name, kind, (performance.now() - started) / 1000);
+    if (span.isRecording()) {
+      const delivery = readDelivery(request.headers);
+      const attempt =
+        delivery.retryCount !== undefined ? delivery.retryCount + 1 : (outcome as { attempt?: number })?.attempt;
+      span.setAttributes({
+        'task.name': task.name,
+        'task.outcome': kind,
+        ...(attempt !== undefined ? { 'task.attempt': attempt } : {}),
+        ...(outcome?.runId !== undefined ? { 'task.run_id': outcome.runId } : {}),
+        ...(delivery.taskName ? { 'cloud_tasks.task_name': delivery.taskName } : {}),
+        ...(delivery.queueName ? { 'cloud_tasks.queue_name': delivery.queueName } : {}),
+      });
+      if (!outcome || outcome.kind === 'retry' || outcome.kind === 'dead') {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: outcome?.error ?? 'the delivery threw' });
+      }
+    }
+    span.end();
+  }
 }
 
 async function runDelivery(deps: PushRouteDeps, task: AnyTask, request: FastifyRequest): Promise<TaskOutcome> {

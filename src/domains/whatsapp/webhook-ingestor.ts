@@ -5,6 +5,7 @@
 // webhooks costs two or three transactions of a few statements each, not fifty of four
 // (bench/results/whatsapp-webhook.md). If a shared transaction fails, each of its webhooks is
 // written again on its own, so one bad webhook cannot fail the others.
+import { type Context, context } from '@opentelemetry/api';
 import type { Db, Tx } from '../../db/db.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import type { ParsedWebhook } from './webhook.ts';
@@ -22,6 +23,8 @@ export interface IngestOutcome {
 interface Waiting {
   parsed: ParsedWebhook;
   at: Date;
+  /** The webhook's trace: its process_message continues it, whichever webhook's turn wrote it. */
+  trace: Context;
   resolve: (outcome: IngestOutcome) => void;
   reject: (err: unknown) => void;
 }
@@ -43,7 +46,7 @@ export class WebhookIngestor {
   /** Resolves once the webhook's messages and statuses are committed (then it may be answered 200). */
   ingest(parsed: ParsedWebhook, at: Date): Promise<IngestOutcome> {
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ parsed, at, resolve, reject });
+      this.#waiting.push({ parsed, at, trace: context.active(), resolve, reject });
       if (!this.#writing) void this.#drain();
     });
   }
@@ -104,7 +107,7 @@ export class WebhookIngestor {
       for (const m of w.parsed.messages) {
         // Inserted by this statement, and not already claimed by an earlier copy in this batch.
         if (fresh.delete(m.wamid)) {
-          await this.#enqueue('whatsapp.process_message', { wamid: m.wamid }, { tx });
+          await context.with(w.trace, () => this.#enqueue('whatsapp.process_message', { wamid: m.wamid }, { tx }));
           outcome.accepted.push(m.wamid);
         } else {
           outcome.duplicates.push(m.wamid);

@@ -13,6 +13,7 @@ import {
 } from '../../domains/whatsapp/webhook.ts';
 import { WebhookIngestor } from '../../domains/whatsapp/webhook-ingestor.ts';
 import { errorBody } from '../../errors.ts';
+import { type Metrics, metricsOff } from '../../observability/metrics.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import { keepRawBodies, rawBody } from '../plugins/raw-body.ts';
 
@@ -23,6 +24,8 @@ export interface WhatsAppWebhookDeps {
   verifyToken: string | undefined;
   /** Without it the POST route does not exist (cloud mode with no WHATSAPP_APP_SECRET). */
   appSecret: string | undefined;
+  /** Webhooks counted by result. (Default: not counted) */
+  metrics?: Metrics;
 }
 
 export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhookDeps): void {
@@ -37,6 +40,8 @@ export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhoo
 
   const { appSecret } = deps;
   if (!appSecret) return;
+  const metrics = deps.metrics ?? metricsOff;
+  const count = (result: string) => metrics.recordWebhook('whatsapp', result);
   const ingestor = new WebhookIngestor(deps.db, deps.enqueue);
   app.register(async (scope) => {
     keepRawBodies(scope, { bodyLimit: WEBHOOK_BODY_LIMIT_BYTES });
@@ -47,12 +52,14 @@ export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhoo
       const check = verifyWebhookSignature(raw, typeof header === 'string' ? header : undefined, appSecret);
       if (!check.ok) {
         request.log.warn({ reason: check.reason }, `whatsapp webhook refused: ${check.reason}`);
+        count('bad_signature');
         return reply.code(403).send(errorBody('FORBIDDEN', `Signature refused: ${check.reason}.`));
       }
       let json: unknown;
       try {
         json = JSON.parse(raw.toString('utf8'));
       } catch {
+        count('invalid');
         return reply.code(400).send(errorBody('MALFORMED_JSON', 'The body is not valid JSON.'));
       }
       let parsed: ReturnType<typeof parseWebhook>;
@@ -61,13 +68,16 @@ export function whatsappWebhookRoutes(app: FastifyInstance, deps: WhatsAppWebhoo
       } catch (err) {
         if (!(err instanceof WebhookPayloadError)) throw err;
         request.log.warn({ reason: err.message }, 'whatsapp webhook payload refused');
+        count('invalid');
         return reply.code(400).send(errorBody('BAD_REQUEST', `Not a WhatsApp webhook payload: ${err.message}.`));
       }
       if (parsed.messages.length === 0 && parsed.statuses.length === 0) {
         request.log.debug({ ignored: parsed.ignored }, 'whatsapp webhook: nothing to handle');
+        count('ignored');
         return { received: true };
       }
       const outcome = await ingestor.ingest(parsed, new Date(deps.clock.now()));
+      count('accepted');
       request.log.info(
         {
           accepted: outcome.accepted,
