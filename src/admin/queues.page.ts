@@ -1,5 +1,205 @@
-// (to be written) the dashboard's queues page.
+// The dashboard's queues: each declared queue as the task backend has it (state, rate limits, retry
+// settings, tasks waiting), and pause / resume / purge through the official Cloud Tasks client, the
+// one production uses (the emulator locally, Cloud Tasks in the cloud). Tasks waiting come from
+// v2beta3's queue stats, which v2 does not report; when that call fails the page says "unknown".
+import type { protos } from '@google-cloud/tasks';
 import type { FastifyInstance } from 'fastify';
-import type { DashboardDeps } from './deps.ts';
+import type { DashboardDeps, TaskBackend } from './deps.ts';
+import { html, type SafeHtml } from './html.ts';
+import { csrfField, sendPage } from './layout.ts';
+import {
+  audit,
+  callError,
+  durationText,
+  formatInt,
+  noBackend,
+  operatorOf,
+  redirectWithFlash,
+  takeFlash,
+  timestampMs,
+  utcTime,
+} from './view.ts';
 
-export function queuesPages(_scope: FastifyInstance, _deps: DashboardDeps): void {}
+type Queue = protos.google.cloud.tasks.v2.IQueue;
+type QueueStats = protos.google.cloud.tasks.v2beta3.IQueueStats;
+
+/** How long one backend call may take before the page shows what it has. */
+export const BACKEND_TIMEOUT_MS = 5_000;
+const NOT_FOUND = 5;
+const QUEUES_PAGE = { title: 'Queues', active: '/admin/queues' } as const;
+
+export interface QueueView {
+  /** The declared name (the last part of the full name). */
+  id: string;
+  name: string;
+  queue: Queue | undefined;
+  /** Why the queue could not be read (missing in the backend, or the call failed). */
+  problem: string | undefined;
+  stats: QueueStats | undefined;
+}
+
+/** The page's data: each declared queue from the backend, its stats asked of v2beta3 beside it. */
+export async function readQueues(deps: DashboardDeps, backend: TaskBackend): Promise<QueueView[]> {
+  const { tasks, tasksBeta } = backend.clients;
+  const { projectId, location } = backend.target;
+  return Promise.all(
+    [...deps.registry.queues.keys()].map(async (id): Promise<QueueView> => {
+      const name = tasks.queuePath(projectId, location, id);
+      const [queue, stats] = await Promise.all([
+        tasks.getQueue({ name }, { timeout: BACKEND_TIMEOUT_MS }).then(
+          ([q]) => ({ queue: q, problem: undefined }),
+          (err: { code?: number }) => ({
+            queue: undefined,
+            problem:
+              err?.code === NOT_FOUND
+                ? 'not in the task backend (run `backend queues sync`)'
+                : `could not be read: ${callError(err)}`,
+          }),
+        ),
+        tasksBeta.getQueue({ name, readMask: { paths: ['stats'] } }, { timeout: BACKEND_TIMEOUT_MS }).then(
+          ([q]) => q.stats ?? undefined,
+          () => undefined,
+        ),
+      ]);
+      return { id, name, ...queue, stats };
+    }),
+  );
+}
+
+function stateBadge(state: unknown): SafeHtml {
+  const text = String(state ?? 'unknown');
+  const cls = text === 'RUNNING' ? 'running-queue' : text === 'PAUSED' ? 'paused' : text === 'DISABLED' ? 'dead' : '';
+  return html`<span class="badge ${cls}">${text}</span>`;
+}
+
+function queueRow(view: QueueView, csrf: SafeHtml): SafeHtml {
+  const q = view.queue;
+  const waiting = view.stats?.tasksCount;
+  const waitingText = waiting === undefined || waiting === null ? 'unknown' : formatInt(Number(String(waiting)));
+  if (!q) {
+    return html`<tr data-queue="${view.id}" data-state="unknown">
+<th scope="row"><code>${view.id}</code></th><td colspan="8" class="muted">${view.problem ?? 'unknown'}</td>
+<td class="num" data-tasks-waiting="${waitingText}">${waitingText}</td><td></td></tr>`;
+  }
+  const state = String(q.state ?? 'STATE_UNSPECIFIED');
+  const r = q.retryConfig ?? {};
+  const action = state === 'RUNNING' ? 'pause' : 'resume';
+  return html`<tr data-queue="${view.id}" data-state="${state}">
+<th scope="row"><code>${view.id}</code></th>
+<td>${stateBadge(state)}</td>
+<td class="num">${q.rateLimits?.maxDispatchesPerSecond ?? '–'}</td>
+<td class="num">${q.rateLimits?.maxConcurrentDispatches ?? '–'}</td>
+<td class="num">${r.maxAttempts === -1 ? 'unlimited' : (r.maxAttempts ?? '–')}</td>
+<td>${durationText(r.minBackoff)} – ${durationText(r.maxBackoff)}</td>
+<td class="num">${r.maxDoublings ?? '–'}</td>
+<td>${durationText(r.maxRetryDuration, 'unlimited')}</td>
+<td>${utcTime(timestampMs(view.stats?.oldestEstimatedArrivalTime))}</td>
+<td class="num" data-tasks-waiting="${waitingText}">${waitingText}</td>
+<td>
+<form class="inline" method="post" action="/admin/queues/${view.id}/${action}">${csrf}<button type="submit"${action === 'pause' ? html` class="secondary"` : ''}>${action === 'pause' ? 'Pause' : 'Resume'}</button></form>
+<a class="button secondary" href="/admin/queues/${view.id}/purge">Purge…</a>
+</td></tr>`;
+}
+
+export function queuesPages(scope: FastifyInstance, deps: DashboardDeps): void {
+  scope.get('/queues', async (request, reply) => {
+    const backend = deps.backend;
+    if (!backend) return noBackend(reply, request, QUEUES_PAGE);
+    const operator = operatorOf(request);
+    const views = await readQueues(deps, backend);
+    const csrf = csrfField(operator);
+    const statsMissing = views.some((v) => v.queue && !v.stats);
+    return sendPage(reply, {
+      title: 'Queues',
+      active: '/admin/queues',
+      operator,
+      flash: takeFlash(request, reply),
+      body: html`<div class="panel">
+<table data-table="queues">
+<caption class="muted">The queues this service declares, as the task backend (${backend.target.projectId}, ${backend.target.location}) has them.</caption>
+<thead><tr><th scope="col">Queue</th><th scope="col">State</th><th scope="col" class="num">Max dispatches per second</th><th scope="col" class="num">Max concurrent dispatches</th><th scope="col" class="num">Max attempts</th><th scope="col">Backoff (min – max)</th><th scope="col" class="num">Max doublings</th><th scope="col">Max retry duration</th><th scope="col">Next task due</th><th scope="col" class="num">Tasks waiting</th><th scope="col">Actions</th></tr></thead>
+<tbody>${views.map((v) => queueRow(v, csrf))}</tbody>
+</table>
+${statsMissing ? html`<p class="muted">Tasks waiting are "unknown" where the backend did not answer the v2beta3 stats call.</p>` : ''}
+<p class="muted">Pausing stops dispatch; tasks can still be added and wait. Purging deletes every task created before it, for good.</p>
+</div>`,
+    });
+  });
+
+  const declared = (name: string) => deps.registry.queues.has(name);
+
+  for (const action of ['pause', 'resume'] as const) {
+    scope.post<{ Params: { name: string } }>(`/queues/:name/${action}`, async (request, reply) => {
+      const { name } = request.params;
+      if (!declared(name)) return reply.code(404).send('no such queue');
+      const backend = deps.backend;
+      if (!backend) return noBackend(reply, request, QUEUES_PAGE);
+      const operator = operatorOf(request);
+      const full = backend.clients.tasks.queuePath(backend.target.projectId, backend.target.location, name);
+      try {
+        if (action === 'pause') await backend.clients.tasks.pauseQueue({ name: full }, { timeout: BACKEND_TIMEOUT_MS });
+        else await backend.clients.tasks.resumeQueue({ name: full }, { timeout: BACKEND_TIMEOUT_MS });
+      } catch (err) {
+        return redirectWithFlash(reply, '/admin/queues', `Could not ${action} ${name}: ${callError(err)}`, true);
+      }
+      await audit(deps, operator.email, action === 'pause' ? 'queue.pause' : 'queue.resume', name, { queue: full });
+      return redirectWithFlash(reply, '/admin/queues', `Queue ${name} ${action === 'pause' ? 'paused' : 'resumed'}.`);
+    });
+  }
+
+  // Purge is behind a confirmation page: the list links here, and only this page's form purges.
+  scope.get<{ Params: { name: string } }>('/queues/:name/purge', async (request, reply) => {
+    const { name } = request.params;
+    if (!declared(name)) return reply.code(404).send('no such queue');
+    const backend = deps.backend;
+    if (!backend) return noBackend(reply, request, QUEUES_PAGE);
+    const operator = operatorOf(request);
+    const [view] = (await readQueues(deps, backend)).filter((v) => v.id === name);
+    const waiting = view?.stats?.tasksCount;
+    const count =
+      waiting === undefined || waiting === null ? 'an unknown number of' : formatInt(Number(String(waiting)));
+    return sendPage(reply, {
+      title: `Purge queue ${name}?`,
+      active: '/admin/queues',
+      operator,
+      body: html`<div class="panel" data-confirm="purge">
+<p>This deletes <strong data-tasks-waiting="${count}">${count}</strong> tasks waiting in <code>${name}</code>, for good: every task created before the purge. Their runs are not replayed.</p>
+<form method="post" action="/admin/queues/${name}/purge">${csrfField(operator)}<input type="hidden" name="confirm" value="${name}"><button class="danger" type="submit">Purge ${name}</button> <a class="button secondary" href="/admin/queues">Cancel</a></form>
+</div>`,
+    });
+  });
+
+  scope.post<{ Params: { name: string }; Body: Record<string, unknown> | undefined }>(
+    '/queues/:name/purge',
+    async (request, reply) => {
+      const { name } = request.params;
+      if (!declared(name)) return reply.code(404).send('no such queue');
+      const backend = deps.backend;
+      if (!backend) return noBackend(reply, request, QUEUES_PAGE);
+      // Without the confirmation page's field, nothing is purged: back to that page.
+      if ((request.body as Record<string, unknown> | undefined)?.confirm !== name) {
+        return reply.redirect(`/admin/queues/${name}/purge`, 303);
+      }
+      const operator = operatorOf(request);
+      const full = backend.clients.tasks.queuePath(backend.target.projectId, backend.target.location, name);
+      const stats = await backend.clients.tasksBeta
+        .getQueue({ name: full, readMask: { paths: ['stats'] } }, { timeout: BACKEND_TIMEOUT_MS })
+        .then(
+          ([q]) => q.stats?.tasksCount,
+          () => undefined,
+        );
+      try {
+        await backend.clients.tasks.purgeQueue({ name: full }, { timeout: BACKEND_TIMEOUT_MS });
+      } catch (err) {
+        return redirectWithFlash(reply, '/admin/queues', `Could not purge ${name}: ${callError(err)}`, true);
+      }
+      const before = stats === undefined || stats === null ? null : Number(String(stats));
+      await audit(deps, operator.email, 'queue.purge', name, { queue: full, tasksBefore: before });
+      return redirectWithFlash(
+        reply,
+        '/admin/queues',
+        `Queue ${name} purged${before === null ? '' : ` (${formatInt(before)} tasks were waiting)`}.`,
+      );
+    },
+  );
+}

@@ -1,6 +1,7 @@
 // Builds the real app (buildApp) over a fresh test database, with a local token issuer standing in
 // for Google's, for app.inject() tests.
 import type { FastifyInstance } from 'fastify';
+import type { TaskBackend } from '../../src/admin/deps.ts';
 import { buildApp } from '../../src/app.ts';
 import { TestClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
@@ -38,6 +39,8 @@ export interface TestAppOptions {
   db?: TestDb;
   registry?: TaskRegistry;
   services?: Partial<TaskServices>;
+  /** The official clients and enqueuer, for the dashboard's queues and schedules (none by default). */
+  backend?: TaskBackend;
 }
 
 export async function buildTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -78,6 +81,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
     enqueue,
     services,
     events,
+    backend: options.backend,
   });
   return {
     app,
