@@ -276,6 +276,8 @@ describe(`operators' login (${testDbKind})`, () => {
     replayer.cookies.set('admin_login', loginCookie);
     const replay = await replayer.get(callback);
     assert.equal(replay.status, 400);
+    // Refused here, before the code goes to the provider (which would refuse a used code anyway).
+    assert.match(await replay.text(), /Login not completed/);
     assert.ok(!replayer.cookies.has('admin_session'));
     assert.equal(await sessions(), before, 'no second session');
   });
