@@ -78,3 +78,16 @@ export async function visibleText(page: Page, selector = 'body'): Promise<string
   // biome-ignore lint/performance/useDomNodeTextContent: a Playwright locator; the rendered text is the point
   return (await page.locator(selector).innerText()).replace(/\s+/g, ' ').trim();
 }
+
+/** The promise, or a failure naming `what` after `ms` (events awaited from a browser test). */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
