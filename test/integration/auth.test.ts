@@ -282,6 +282,44 @@ describe(`operators' login (${testDbKind})`, () => {
     assert.equal(await sessions(), before, 'no second session');
   });
 
+  test('two callbacks racing with one state: exactly one logs in', async () => {
+    const browser = new Browser();
+    const callback = await authorize(await startLogin(browser));
+    const cookie = browser.cookies.get('admin_login')!;
+    const racers = Array.from({ length: 4 }, () => {
+      const b = new Browser();
+      b.cookies.set('admin_login', cookie);
+      return b;
+    });
+    const before = await sessions();
+    const statuses = (await Promise.all(racers.map((b) => b.get(callback)))).map((r) => r.status).sort();
+    assert.deepEqual(statuses, [303, 400, 400, 400]);
+    assert.equal(await sessions(), before + 1);
+  });
+
+  test('the state is stored as a hash, and a login the user cancels at the provider ends it', async () => {
+    const browser = new Browser();
+    const authorizationUrl = await startLogin(browser);
+    const state = authorizationUrl.searchParams.get('state')!;
+    const byHash = "SELECT count(*) AS n FROM operator_login_states WHERE state_hash = sha256(convert_to($1, 'UTF8'))";
+    assert.equal(await count(byHash, [state]), 1);
+    assert.equal(
+      await count(
+        "SELECT count(*) AS n FROM operator_login_states WHERE position(convert_to($1, 'UTF8') IN state_hash) > 0",
+        [state],
+      ),
+      0,
+    );
+    const cancelled = new URL(`${first.base}/auth/callback`);
+    cancelled.searchParams.set('error', 'access_denied');
+    cancelled.searchParams.set('state', state);
+    const res = await browser.get(cancelled);
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /Login failed/);
+    assert.equal(await count(byHash, [state]), 0, 'consumed');
+    assert.ok(!browser.cookies.has('admin_session'));
+  });
+
   test('a state expires 10 minutes after the login started (by the clock)', async () => {
     const browser = new Browser();
     const callback = await authorize(await startLogin(browser));
