@@ -5,6 +5,8 @@ import { randomFillSync } from 'node:crypto';
 import {
   type Context,
   context,
+  INVALID_SPANID,
+  INVALID_TRACEID,
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
@@ -36,7 +38,7 @@ export function installContextManager(): void {
 /** The W3C `traceparent` of a context's span, for the task that this context enqueues. */
 export function traceparentOf(ctx: Context = context.active()): string | undefined {
   const sc = trace.getSpanContext(ctx);
-  if (!sc || !trace.isSpanContextValid(sc)) return undefined;
+  if (!isValid(sc)) return undefined;
   return `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
 }
 
@@ -59,7 +61,15 @@ export function contextFromHeaders(headers: Headers): Context {
     traceFlags: parsed.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
     isRemote: true,
   };
-  return trace.isSpanContextValid(parent) ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
+  return spanId !== INVALID_SPANID ? trace.setSpanContext(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
+}
+
+/**
+ * The API's isSpanContextValid runs two regular expressions; the span contexts here are all made by
+ * this module (from ids checked when parsed) or are the API's INVALID one, so comparing is enough.
+ */
+function isValid(sc: SpanContext | undefined): sc is SpanContext {
+  return sc !== undefined && sc.traceId !== INVALID_TRACEID && sc.spanId !== INVALID_SPANID;
 }
 
 /** The ids a log line carries for a span (see logger.ts traceBindings). */
@@ -76,7 +86,7 @@ export function logTraceOf(span: Span): { traceId: string; spanId: string; sampl
 export const idOnlyTracer: SpanStarter = {
   startSpan(_name, options, ctx = context.active()) {
     const parent = options?.root ? undefined : trace.getSpanContext(ctx);
-    const valid = parent !== undefined && trace.isSpanContextValid(parent);
+    const valid = isValid(parent);
     return trace.wrapSpanContext({
       traceId: valid ? parent.traceId : randomHex(16),
       spanId: randomHex(8),
