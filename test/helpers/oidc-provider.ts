@@ -22,6 +22,11 @@ export interface OidcProvider {
    * browser passes /authorize, so two logins in flight each get the user set at their start.
    */
   setNextUser(user: OidcUser): void;
+  /**
+   * Changes the claims of the tokens of the next token request, after the user's claims are set
+   * (to make an ID token fail a check: another audience, another nonce, an old expiry).
+   */
+  tamperNextTokens(edit: (payload: Record<string, unknown>) => void): void;
   /** The query of every /authorize request so far (to check PKCE S256, nonce and state were sent). */
   authorizeRequests: URLSearchParams[];
   close(): Promise<void>;
@@ -41,6 +46,7 @@ export async function startOidcProvider(options: { port?: number; user?: OidcUse
   let current: OidcUser = options.user ?? DEFAULT_USER;
   const byCode = new Map<string, OidcUser>();
   const authorizeRequests: URLSearchParams[] = [];
+  let tamper: ((payload: Record<string, unknown>) => void) | undefined;
 
   server.service.on('beforeAuthorizeRedirect', (redirect: MutableRedirectUri, req: { url?: string }) => {
     authorizeRequests.push(new URL(req.url ?? '/', issuerUrl).searchParams);
@@ -54,6 +60,11 @@ export async function startOidcProvider(options: { port?: number; user?: OidcUse
     token.payload.sub = user.sub ?? `user-${user.email}`;
     token.payload.email = user.email;
     token.payload.email_verified = user.email_verified ?? true;
+    tamper?.(token.payload);
+  });
+  // Both tokens of the request are signed by now.
+  server.service.on('beforeResponse', () => {
+    tamper = undefined;
   });
 
   return {
@@ -61,6 +72,9 @@ export async function startOidcProvider(options: { port?: number; user?: OidcUse
     port,
     setNextUser(user) {
       current = user;
+    },
+    tamperNextTokens(edit) {
+      tamper = edit;
     },
     authorizeRequests,
     async close() {

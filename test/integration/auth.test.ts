@@ -320,6 +320,42 @@ describe(`operators' login (${testDbKind})`, () => {
     assert.ok(!browser.cookies.has('admin_session'));
   });
 
+  test('an ID token that fails a check (audience, nonce) is refused, and no session is created', async () => {
+    const edits: [string, (payload: Record<string, unknown>) => void][] = [
+      ['another audience', (p) => (p.aud = 'another-client')],
+      ['another nonce', (p) => (p.nonce = 'a-nonce-from-another-login')],
+    ];
+    for (const [label, edit] of edits) {
+      const browser = new Browser();
+      const callback = await authorize(await startLogin(browser));
+      const before = await sessions();
+      provider.tamperNextTokens(edit);
+      const res = await browser.get(callback);
+      assert.equal(res.status, 400, label);
+      assert.match(await res.text(), /Login failed/, label);
+      assert.equal(await sessions(), before, label);
+      assert.ok(!browser.cookies.has('admin_session'), label);
+    }
+  });
+
+  test('a provider that goes away between the login and the callback gives a 503 page', async () => {
+    const brief = await startOidcProvider();
+    const s = await startService({ db: first.t.db, env: { OAUTH_ISSUER_URL: brief.issuerUrl } });
+    try {
+      s.t.clock.set(first.t.clock.now());
+      const browser = new Browser();
+      const res = await browser.get(`${s.base}/auth/login`);
+      const callback = await authorize(new URL(res.headers.get('location')!));
+      await brief.close();
+      const answer = await browser.get(new URL(callback.pathname + callback.search, s.base));
+      assert.equal(answer.status, 503);
+      assert.match(await answer.text(), /Login unavailable/);
+      assert.ok(!browser.cookies.has('admin_session'));
+    } finally {
+      await s.close();
+    }
+  });
+
   test('a state expires 10 minutes after the login started (by the clock)', async () => {
     const browser = new Browser();
     const callback = await authorize(await startLogin(browser));
