@@ -18,60 +18,9 @@ import { type EnqueueTarget, TaskEnqueuer } from '../../src/tasks/enqueue.ts';
 import { syncQueues } from '../../src/tasks/queue-sync.ts';
 import { JOB_PREFIX, syncSchedules } from '../../src/tasks/schedule-sync.ts';
 import { type ManualClock, START, startTarget, startTestEmulator, type Target } from '../emulator/helpers.ts';
+import { type Browser, get, openDashboard, post } from '../helpers/admin-browser.ts';
 import { captureLogger } from '../helpers/capture-logger.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
-
-const LOCAL = { host: 'localhost' };
-
-/** A browser on the dashboard: its cookies (kept as a browser keeps them) and the pages' CSRF token. */
-export interface Browser {
-  cookies: Map<string, string>;
-  csrf: string;
-}
-
-type Reply = Awaited<ReturnType<TestApp['app']['inject']>>;
-
-function keepCookies(browser: Browser, res: Reply): Reply {
-  for (const c of res.cookies) {
-    if (c.maxAge === 0 || (c.expires && c.expires.getTime() <= Date.now())) browser.cookies.delete(c.name);
-    else browser.cookies.set(c.name, c.value);
-  }
-  return res;
-}
-
-const cookieHeader = (b: Browser) => [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-
-export async function openDashboard(app: TestApp, url = '/admin/queues'): Promise<Browser> {
-  const browser: Browser = { cookies: new Map(), csrf: '' };
-  const res = keepCookies(browser, await app.app.inject({ method: 'GET', url, headers: LOCAL }));
-  assert.equal(res.statusCode, 200, res.body);
-  browser.csrf = /name="_csrf" value="([^"]+)"/.exec(res.body)?.[1] ?? '';
-  return browser;
-}
-
-export async function get(app: TestApp, browser: Browser, url: string): Promise<Reply> {
-  return keepCookies(
-    browser,
-    await app.app.inject({ method: 'GET', url, headers: { ...LOCAL, cookie: cookieHeader(browser) } }),
-  );
-}
-
-export async function post(
-  app: TestApp,
-  browser: Browser,
-  url: string,
-  form: Record<string, string> = {},
-  csrf = true,
-): Promise<Reply> {
-  const body = new URLSearchParams({ ...(csrf ? { _csrf: browser.csrf } : {}), ...form }).toString();
-  const res = await app.app.inject({
-    method: 'POST',
-    url,
-    headers: { ...LOCAL, cookie: cookieHeader(browser), 'content-type': 'application/x-www-form-urlencoded' },
-    payload: body,
-  });
-  return keepCookies(browser, res);
-}
 
 /** The <tr> of one queue or schedule. */
 function row(page: string, attr: 'data-queue' | 'data-schedule', name: string): string {
