@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { NAV } from '../../src/admin/layout.ts';
 import { loadConfig } from '../../src/config.ts';
 import { sha256 } from '../../src/domains/auth/auth-tokens.ts';
+import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { type Service, startService } from '../../src/main.ts';
 import {
   type Browser,
@@ -31,6 +32,7 @@ import { DEFAULT_USER, type OidcProvider, startOidcProvider } from '../helpers/o
 import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
 
 const ADMIN = DEFAULT_USER.email;
+const APP_SECRET = 'browser-test-app-secret';
 const EVENT_WAIT_MS = 20_000;
 
 describe(`the dashboard in Chromium, logged in through OpenID Connect (${testDbKind})`, () => {
@@ -58,6 +60,7 @@ describe(`the dashboard in Chromium, logged in through OpenID Connect (${testDbK
       OAUTH_CLIENT_SECRET: 'browser-test-client-secret',
       ADMIN_EMAILS: `${ADMIN},second-admin@example.com`,
       SESSION_SECRET: 'browser-test-session-secret-0123456789abcdef',
+      WHATSAPP_APP_SECRET: APP_SECRET,
       WHATSAPP_ACCESS_TOKEN: graph.accessToken,
       WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
       WHATSAPP_API_BASE_URL: graph.baseUrl,
@@ -180,11 +183,38 @@ describe(`the dashboard in Chromium, logged in through OpenID Connect (${testDbK
     }
   });
 
-  test('every page of the navigation answers, with JavaScript on and off, and its screenshot is saved', async () => {
-    // Something on the health page: a check run now.
+  test('every page answers, with JavaScript on and off, without CSP or script errors, and its screenshot is saved', async () => {
+    // Something to show: a dead run, a health check, and a WhatsApp user (an account, a
+    // conversation, a reply).
+    await deadRun('browser-pages-dead');
     const checked = service.events.waitFor('run:succeeded', (e) => e.task === 'health.check');
     await service.enqueuer.enqueue('health.check', {}, { key: 'browser-pages' });
-    await within(checked, EVENT_WAIT_MS, 'health.check succeeded');
+    const wamid = `wamid.BROWSER${Date.now().toString(36)}`;
+    const replied = service.events.waitFor('run:succeeded', (e) => e.key === `reply:${wamid}`);
+    const body = textWebhook([{ from: '15550400001', text: 'balance', wamid, name: 'Ada' }]);
+    const webhook = await fetch(`${base}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      body,
+    });
+    assert.equal(webhook.status, 200);
+    await within(Promise.all([checked, replied]), EVENT_WAIT_MS, 'health.check and the WhatsApp reply succeeded');
+    const accountId = (
+      await service.db.query<{ id: number }>(
+        "SELECT account_id AS id FROM whatsapp_contacts WHERE phone = '15550400001'",
+      )
+    ).rows[0]!.id;
+
+    const pages: Array<[path: string, nav: string, name: string]> = [
+      ...NAV.map(([path, label]): [string, string, string] => [
+        path,
+        label,
+        path === '/admin' ? 'overview' : path.slice('/admin/'.length),
+      ]),
+      [`/admin/accounts/${accountId}`, 'Accounts', 'account'],
+      ['/admin/runs/replay?status=dead', 'Runs', 'runs-replay-confirm'],
+      ['/admin/queues/maintenance/purge', 'Queues', 'queue-purge-confirm'],
+    ];
     const noJs = await newContext(browser, { javaScriptEnabled: false });
     const problems: string[] = [];
     page.on('console', (m) => {
@@ -195,13 +225,13 @@ describe(`the dashboard in Chromium, logged in through OpenID Connect (${testDbK
       // The same session in a context without JavaScript.
       await noJs.addCookies(await operator.cookies(base));
       const p = await noJs.newPage();
-      for (const [path, label] of NAV) {
+      for (const [path, label, name] of pages) {
         const response = await page.goto(`${base}${path}`);
         assert.equal(response?.status(), 200, `${path} answered ${response?.status()}`);
         assert.equal(page.url(), `${base}${path}`);
         assert.equal(await visibleText(page, 'nav.main a[aria-current="page"]'), label);
         assert.ok((await visibleText(page, 'main h1')).length > 0, `${path} has no heading`);
-        await screenshot(page, `page-${path === '/admin' ? 'overview' : path.slice('/admin/'.length)}`);
+        await screenshot(page, `page-${name}`);
         const plain = await p.goto(`${base}${path}`);
         assert.equal(plain?.status(), 200, `${path} without JavaScript answered ${plain?.status()}`);
         assert.equal(await visibleText(p, 'main h1'), await visibleText(page, 'main h1'));
@@ -296,7 +326,9 @@ describe(`the dashboard in Chromium, logged in through OpenID Connect (${testDbK
       assert.match(await visibleText(p), /Login not completed/);
       await screenshot(p, 'login-callback-refused');
 
-      // Stolen: the real callback URL opened in another browser (no login cookie of its own).
+      // Stolen: the real callback URL opened in another browser, one with a login of its own in
+      // flight (so it has a login cookie, just not this one).
+      await callbackUrlOf(thief);
       const t = await thief.newPage();
       const stolen = await t.goto(callback);
       assert.equal(stolen?.status(), 400);
