@@ -215,7 +215,11 @@ CREATE TABLE task_runs (
   CONSTRAINT task_runs_task_key_unique UNIQUE (task, idempotency_key)
 );
 
+CREATE INDEX task_runs_finished_at_idx ON task_runs USING btree (finished_at) INCLUDE (task, status, started_at) WHERE (finished_at IS NOT NULL);
+CREATE INDEX task_runs_key_prefix_idx ON task_runs USING btree (idempotency_key text_pattern_ops);
+CREATE INDEX task_runs_running_idx ON task_runs USING btree (updated_at DESC) WHERE ((status = 'running'::text) AND (lease_expires_at IS NOT NULL));
 CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC) WHERE (status <> 'running'::text);
+CREATE INDEX task_runs_task_failures_idx ON task_runs USING btree (task, status, updated_at DESC) WHERE (status = ANY (ARRAY['failed'::text, 'dead'::text]));
 CREATE INDEX task_runs_task_updated_at_idx ON task_runs USING btree (task, updated_at DESC);
 CREATE INDEX task_runs_updated_at_idx ON task_runs USING btree (updated_at DESC);
 
