@@ -1,13 +1,14 @@
 // The dashboard's overview (/admin): a few headline numbers and charts drawn on the server: runs
 // per minute by outcome over the last hour, failures by task, and p50/p95 durations by task over
-// the last hour and day. The figures behind each chart are in a table under it.
+// the last hour and day. The figures behind each chart are in a table under it. Percentiles come
+// from a log-scale histogram the database aggregates without sorting (runs.queries.ts).
 import type { FastifyInstance } from 'fastify';
 import { formatNumber, groupedBars, OUTCOME_SERIES, type Series, stackedBars } from './charts.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { sendPage } from './layout.ts';
 import { duration, takeFlash } from './runs.page.ts';
-import { DEAD_RUNS, OUTBOX_DEPTH, RUNS_PER_MINUTE, TASK_STATS } from './runs.queries.ts';
+import { DEAD_RUNS, DURATION_BUCKETS_PER_LN, OUTBOX_DEPTH, RUNS_PER_MINUTE, TASK_HISTOGRAM } from './runs.queries.ts';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -35,14 +36,103 @@ const PERCENTILE_SERIES: Series[] = [
   { key: 'p95', label: 'p95', color: '#8ab4f8' },
 ];
 
+interface HistogramRow {
+  task: string;
+  in_hour: boolean;
+  failed: boolean;
+  bucket: number | null;
+  n: number;
+}
+
+/** The duration a bucket stands for: its middle on the log scale. */
+const bucketMs = (bucket: number) => Math.exp((bucket - 0.5) / DURATION_BUCKETS_PER_LN);
+
+/** The p-th percentile (nearest rank) of a histogram, or null when it is empty. */
+export function histogramPercentile(counts: Map<number, number>, p: number): number | null {
+  const total = [...counts.values()].reduce((a, b) => a + b, 0);
+  if (total === 0) return null;
+  const rank = Math.ceil((p / 100) * total);
+  let seen = 0;
+  for (const bucket of [...counts.keys()].sort((a, b) => a - b)) {
+    seen += counts.get(bucket)!;
+    if (seen >= rank) return bucketMs(bucket);
+  }
+  return null;
+}
+
+/** Per task: runs and failures over the hour and the day, and p50/p95 durations read from the histogram. */
+export function taskStats(rows: HistogramRow[]): TaskStats[] {
+  const byTask = new Map<string, { counts: TaskStats; hour: Map<number, number>; day: Map<number, number> }>();
+  for (const r of rows) {
+    let t = byTask.get(r.task);
+    if (!t) {
+      t = {
+        counts: { task: r.task, runs_hour: 0, failures_hour: 0, runs_day: 0, failures_day: 0 } as TaskStats,
+        hour: new Map(),
+        day: new Map(),
+      };
+      byTask.set(r.task, t);
+    }
+    t.counts.runs_day += r.n;
+    if (r.failed) t.counts.failures_day += r.n;
+    if (r.in_hour) {
+      t.counts.runs_hour += r.n;
+      if (r.failed) t.counts.failures_hour += r.n;
+    }
+    if (r.bucket !== null) {
+      t.day.set(r.bucket, (t.day.get(r.bucket) ?? 0) + r.n);
+      if (r.in_hour) t.hour.set(r.bucket, (t.hour.get(r.bucket) ?? 0) + r.n);
+    }
+  }
+  return [...byTask.values()]
+    .map((t) => ({
+      ...t.counts,
+      p50_hour: histogramPercentile(t.hour, 50),
+      p95_hour: histogramPercentile(t.hour, 95),
+      p50_day: histogramPercentile(t.day, 50),
+      p95_day: histogramPercentile(t.day, 95),
+    }))
+    .sort((a, b) => (a.task < b.task ? -1 : a.task > b.task ? 1 : 0));
+}
+
+const round = (v: number | null) => (v === null ? null : Math.round(v));
 const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 16);
-const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
 
 function stat(label: string, value: string, href?: string, note?: string): SafeHtml {
   return html`<div class="panel"><div class="muted">${label}</div><div class="stat">${href ? html`<a href="${href}">${value}</a>` : value}</div>${note ? html`<div class="muted">${note}</div>` : ''}</div>`;
 }
 
+/** How long the older part of the day's histogram is reused (per process). */
+export const EARLIER_PART_TTL_MS = 30_000;
+
 export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void {
+  // The day's figures are the bulk of the overview's reading (the last hour is a 24th of it), and
+  // the part older than an hour changes only when an old run is retried: it is read at most every
+  // EARLIER_PART_TTL_MS, and the rest (from where it ended to now) on every request, so nothing is
+  // lost between the two and the day's window is at most that much too long.
+  let earlier: { end: number; readAt: number; rows: HistogramRow[] } | undefined;
+  const earlierPart = async (now: number) => {
+    if (!earlier || now < earlier.readAt || now - earlier.readAt >= EARLIER_PART_TTL_MS) {
+      const end = now - HOUR;
+      const { rows } = await deps.db.query<HistogramRow>(TASK_HISTOGRAM, [
+        new Date(end),
+        new Date(now - DAY),
+        new Date(end),
+      ]);
+      earlier = { end, readAt: now, rows };
+    }
+    return earlier;
+  };
+  const dayHistogram = async (now: number) => {
+    const older = await earlierPart(now);
+    const { rows } = await deps.db.query<HistogramRow>(TASK_HISTOGRAM, [
+      new Date(now - HOUR),
+      new Date(older.end),
+      new Date(now),
+    ]);
+    return [...older.rows, ...rows];
+  };
+
   scope.get('/', async (request, reply) => {
     const now = deps.clock.now();
     const lastMinute = Math.floor(now / MINUTE);
@@ -52,7 +142,7 @@ export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void
         new Date(firstMinute * MINUTE),
         new Date(now),
       ]),
-      deps.db.query<TaskStats>(TASK_STATS, [new Date(now - HOUR), new Date(now - DAY), new Date(now)]),
+      dayHistogram(now),
       deps.db.query<{ n: number }>(DEAD_RUNS),
       deps.db.query<{ n: number; oldest: Date | null }>(OUTBOX_DEPTH),
     ]);
@@ -65,13 +155,7 @@ export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void
       const bucket = buckets[Number(row.minute) - firstMinute];
       if (bucket) bucket.values[row.status] = (bucket.values[row.status] ?? 0) + row.n;
     }
-    const tasks = stats.rows.map((r) => ({
-      ...r,
-      p50_hour: num(r.p50_hour),
-      p95_hour: num(r.p95_hour),
-      p50_day: num(r.p50_day),
-      p95_day: num(r.p95_day),
-    }));
+    const tasks = taskStats(stats);
     const runsHour = tasks.reduce((s, t) => s + t.runs_hour, 0);
     const failuresHour = tasks.reduce((s, t) => s + t.failures_hour, 0);
     const deadRuns = dead.rows[0]?.n ?? 0;
@@ -99,7 +183,7 @@ export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void
       groupedBars({
         id: `durations-${window}`,
         title: `Duration of the latest attempt by task, p50 and p95, last ${window} (ms)`,
-        description: `The median and 95th percentile duration in milliseconds of runs finished in the last ${window}, by task.`,
+        description: `The median and 95th percentile duration in milliseconds of runs finished in the last ${window}, by task (read from a histogram of 6 %-wide buckets: within about 3 % of the exact figure).`,
         series: PERCENTILE_SERIES,
         unit: ' ms',
         rows: tasks
@@ -107,8 +191,8 @@ export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void
           .map((t) => ({
             label: t.task,
             values: {
-              p50: window === 'hour' ? t.p50_hour : t.p50_day,
-              p95: window === 'hour' ? t.p95_hour : t.p95_day,
+              p50: round(window === 'hour' ? t.p50_hour : t.p50_day),
+              p95: round(window === 'hour' ? t.p95_hour : t.p95_day),
             },
           })),
       });

@@ -63,8 +63,11 @@ function whereFor(filter: RunFilter, cursor?: RunCursor): { where: string; param
     return `$${params.length}`;
   };
   if (filter.task !== undefined) clauses.push(`task = ${p(filter.task)}`);
+  // A status is one of four literals (checked), written into the SQL so that the planner can match
+  // the partial indexes whatever plan it keeps for the statement.
+  if (filter.status !== undefined && !RUN_STATUSES.includes(filter.status)) throw new Error('unknown status');
   if (filter.status === 'running') clauses.push(RUNNING);
-  else if (filter.status !== undefined) clauses.push(`status = ${p(filter.status)}`);
+  else if (filter.status !== undefined) clauses.push(`status = '${filter.status}'`);
   if (filter.from !== undefined) clauses.push(`updated_at >= ${p(filter.from)}`);
   if (filter.to !== undefined) clauses.push(`updated_at < ${p(filter.to)}`);
   if (filter.keyPrefix !== undefined) clauses.push(`idempotency_key LIKE ${p(likePrefix(filter.keyPrefix))}`);
@@ -118,21 +121,23 @@ export const RUNS_PER_MINUTE = `
     FROM task_runs WHERE finished_at > $1 AND finished_at <= $2
    GROUP BY 1, 2`;
 
-// Overview: per task over the day ($2..$3) and its last hour ($1): runs, failures (failed or dead)
-// and the p50/p95 duration of the latest attempt, in one pass over the day's finished runs.
-export const TASK_STATS = `
-  SELECT task,
-         count(*) FILTER (WHERE finished_at > $1)::int AS runs_hour,
-         count(*) FILTER (WHERE finished_at > $1 AND status IN ('failed', 'dead'))::int AS failures_hour,
-         count(*)::int AS runs_day,
-         count(*) FILTER (WHERE status IN ('failed', 'dead'))::int AS failures_day,
-         percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FILTER (WHERE finished_at > $1) AS p50_hour,
-         percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) FILTER (WHERE finished_at > $1) AS p95_hour,
-         percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50_day,
-         percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95_day
-    FROM (SELECT task, status, finished_at, extract(epoch FROM finished_at - started_at) * 1000 AS ms
-            FROM task_runs WHERE finished_at > $2 AND finished_at <= $3) day
-   GROUP BY task ORDER BY task`;
+/** Duration buckets per natural-log unit: bucket i holds [e^((i-1)/16), e^(i/16)) ms, 6.4 % wide, so a
+ * percentile read from a bucket's middle is within 3.2 % of the exact one. */
+export const DURATION_BUCKETS_PER_LN = 16;
+
+// Overview: per task over the day ($2..$3), split at its last hour ($1) and by failed or not, how
+// many runs finished, with the latest attempt's duration as a log-scale histogram (NULL bucket: no
+// start recorded). One pass over the day's index entries with a hash aggregate: no sort, and
+// width_bucket compares intervals (computing a duration in milliseconds per row goes through
+// numeric and cost several times more). The page reads p50 and p95 from the buckets.
+export const TASK_HISTOGRAM = `
+  SELECT task, finished_at > $1 AS in_hour, status IN ('failed', 'dead') AS failed,
+         width_bucket(finished_at - started_at,
+                      (SELECT array_agg(exp(k / ${DURATION_BUCKETS_PER_LN}.0) * interval '1 millisecond' ORDER BY k)
+                         FROM generate_series(0, 299) AS k)) AS bucket,
+         count(*)::int AS n
+    FROM task_runs WHERE finished_at > $2 AND finished_at <= $3
+   GROUP BY 1, 2, 3, 4`;
 
 // Overview headline: dead runs waiting for an operator (index-only on the status index).
 export const DEAD_RUNS = `SELECT count(*)::int AS n FROM task_runs WHERE status = 'dead'`;
@@ -174,7 +179,7 @@ export function explainCases(now: Date, sampleTask: string): ExplainCase[] {
     { name: 'bulk replay: dead runs counted', ...deadRunCountQuery({ task: sampleTask }) },
     { name: 'bulk replay: dead run ids', ...deadRunIdsQuery({}, 1000) },
     { name: 'overview: runs per minute', sql: RUNS_PER_MINUTE, params: [hour, now] },
-    { name: 'overview: task stats (hour and day)', sql: TASK_STATS, params: [hour, day, now] },
+    { name: 'overview: task histogram (hour and day)', sql: TASK_HISTOGRAM, params: [hour, day, now] },
     { name: 'overview: dead runs', sql: DEAD_RUNS, params: [] },
     { name: 'outbox: rows', sql: OUTBOX_ROWS, params: [200] },
     { name: 'health: history', sql: HEALTH_HISTORY, params: [100] },
