@@ -52,7 +52,7 @@ describe('first run: npm start, then the dashboard URL it prints', () => {
     await page.getByRole('navigation', { name: 'Dashboard' }).getByRole('link', { name: 'Runs' }).click();
     assert.equal(new URL(page.url()).pathname, '/admin/runs');
     const succeeded = page.locator('tr', { hasText: 'health.check' }).filter({ hasText: 'succeeded' });
-    await reloadUntil(page, async () => (await succeeded.count()) > 0, 'a succeeded health.check run');
+    await reloadUntil(page, async () => (await succeeded.count()) > 0, 'a succeeded health.check run', 30_000);
     await screenshot(page, 'first-run-runs');
     await context.close();
   });
