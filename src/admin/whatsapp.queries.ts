@@ -17,12 +17,17 @@ export interface ContactRow {
 export const CONTACT_BY_ACCOUNT = `
   SELECT id, account_id, phone, bsuid, profile_name, last_inbound_at FROM whatsapp_contacts WHERE account_id = $1`;
 
-/** One contact's messages in and out, newest first, before a cursor (a message id). */
+/**
+ * One contact's messages in and out, newest first, before a cursor (a message id), on
+ * whatsapp_messages_contact_idx read backwards. The contact is matched as a one-value range (see
+ * LEDGER_PAGE in accounts.queries.ts): with `=` the planner walked the primary key backwards and
+ * filtered, 130 ms with 200,000 messages for a contact whose messages are all old.
+ */
 export const CONVERSATION_PAGE = `
   SELECT m.id, m.direction, m.wa_user, $1::bigint AS account_id, m.type, m.body, m.status, m.error, m.created_at
     FROM whatsapp_messages m
-   WHERE m.contact_id = $2 AND ($3::bigint IS NULL OR m.id < $3)
-   ORDER BY m.id DESC LIMIT $4`;
+   WHERE m.contact_id >= $2 AND m.contact_id <= $2 AND ($3::bigint IS NULL OR m.id < $3)
+   ORDER BY m.contact_id DESC, m.id DESC LIMIT $4`;
 
 export async function contactOfAccount(q: Queryable, accountId: number): Promise<ContactRow | undefined> {
   const row = (await q.query<ContactRow>(CONTACT_BY_ACCOUNT, [accountId])).rows[0];
