@@ -379,4 +379,21 @@ describe('dashboard: accounts, WhatsApp and posts', () => {
     const all = await get(app, browser, '/admin/posts');
     assert.match(all.body, /<tr data-post="hostile-post">/);
   });
+
+  test('without a task backend the queues and schedules pages say so, and their actions change nothing', async () => {
+    for (const url of ['/admin/queues', '/admin/schedules']) {
+      const page = await get(app, browser, url);
+      assert.equal(page.statusCode, 200);
+      assert.match(page.body, /no task backend/);
+    }
+    assert.match((await post(app, browser, '/admin/queues/blog/pause')).body, /no task backend/);
+    assert.match((await post(app, browser, '/admin/schedules/health-check/run')).body, /no task backend/);
+    assert.equal(
+      await count(
+        app,
+        "SELECT count(*) AS n FROM audit_events WHERE action LIKE 'queue.%' OR action LIKE 'schedule.%'",
+      ),
+      0,
+    );
+  });
 });
