@@ -1,19 +1,27 @@
-# The service for Cloud Run: Node 24 slim, production dependencies only, non-root.
-# Not built in CI (no Docker engine there); see docs/deploy.md.
-FROM node:24-slim AS deps
+# The service as Cloud Run runs it. The base is pinned to the Node version of package.json's `node`
+# devDependency (test/unit/dockerfile.test.ts keeps them equal); CI makes this base locally and
+# builds and runs the image (scripts/container/, docs/deploy.md "The container image").
+FROM node:24.21.0-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+# Production dependencies only, exactly as locked; none needs an install script.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
-FROM node:24-slim
+FROM node:24.21.0-bookworm-slim
+# `backend <command>` on PATH for the one-off jobs (migrate, queues sync, schedules sync).
+RUN ln -s /app/bin/backend.js /usr/local/bin/backend
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json ./
-COPY bin ./bin
-COPY src ./src
-COPY migrations ./migrations
-USER node
-ENV PORT=8080 TASKS_BACKEND=cloud LOG_FORMAT=json
+ENV NODE_ENV=production PORT=8080 TASKS_BACKEND=cloud LOG_FORMAT=json
 EXPOSE 8080
-# The same binary runs the deploy steps: `node bin/backend.js migrate|queues sync|schedules sync`.
-CMD ["node", "bin/backend.js", "serve"]
+# Exec form: node is PID 1 and receives Cloud Run's SIGTERM itself; the service drains and exits 0
+# (closeOnSignals in src/main.ts). A job overrides the arguments: `migrate`, `queues sync`, ...
+ENTRYPOINT ["node", "bin/backend.js"]
+CMD ["serve"]
+# Root owns the code (COPY ignores USER); the service runs as `node` and cannot change it. The code
+# comes last, so a change to it rebuilds one layer.
+USER node
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json schema.sql ./
+COPY bin ./bin
+COPY migrations ./migrations
+COPY src ./src
