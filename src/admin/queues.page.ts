@@ -76,25 +76,20 @@ function queueRow(view: QueueView, csrf: SafeHtml): SafeHtml {
   const q = view.queue;
   const waiting = view.stats?.tasksCount;
   const waitingText = waiting === undefined || waiting === null ? 'unknown' : formatInt(Number(String(waiting)));
+  const head = html`<th scope="row"><code>${view.id}</code></th>`;
+  const waitingCell = html`<td class="num" data-tasks-waiting="${waitingText}">${waitingText}</td>`;
   if (!q) {
-    return html`<tr data-queue="${view.id}" data-state="unknown">
-<th scope="row"><code>${view.id}</code></th><td colspan="8" class="muted">${view.problem ?? 'unknown'}</td>
-<td class="num" data-tasks-waiting="${waitingText}">${waitingText}</td><td></td></tr>`;
+    return html`<tr data-queue="${view.id}" data-state="unknown">${head}<td class="muted">${view.problem ?? 'unknown'}</td>${waitingCell}<td colspan="4"></td></tr>`;
   }
   const state = String(q.state ?? 'STATE_UNSPECIFIED');
   const r = q.retryConfig ?? {};
   const action = state === 'RUNNING' ? 'pause' : 'resume';
-  return html`<tr data-queue="${view.id}" data-state="${state}">
-<th scope="row"><code>${view.id}</code></th>
-<td>${stateBadge(state)}</td>
-<td class="num">${q.rateLimits?.maxDispatchesPerSecond ?? '–'}</td>
-<td class="num">${q.rateLimits?.maxConcurrentDispatches ?? '–'}</td>
-<td class="num">${r.maxAttempts === -1 ? 'unlimited' : (r.maxAttempts ?? '–')}</td>
-<td>${durationText(r.minBackoff)} – ${durationText(r.maxBackoff)}</td>
-<td class="num">${r.maxDoublings ?? '–'}</td>
-<td>${durationText(r.maxRetryDuration, 'unlimited')}</td>
+  const attempts = r.maxAttempts === -1 ? 'unlimited' : (r.maxAttempts ?? '–');
+  return html`<tr data-queue="${view.id}" data-state="${state}">${head}
+<td>${stateBadge(state)}</td>${waitingCell}
 <td>${utcTime(timestampMs(view.stats?.oldestEstimatedArrivalTime))}</td>
-<td class="num" data-tasks-waiting="${waitingText}">${waitingText}</td>
+<td data-rate="${q.rateLimits?.maxDispatchesPerSecond ?? ''}" data-concurrent="${q.rateLimits?.maxConcurrentDispatches ?? ''}">${q.rateLimits?.maxDispatchesPerSecond ?? '–'} per second<br><span class="muted">${q.rateLimits?.maxConcurrentDispatches ?? '–'} at once</span></td>
+<td data-max-attempts="${attempts}">${attempts} attempts${timestampMs(r.maxRetryDuration) ? `, within ${durationText(r.maxRetryDuration)}` : ''}<br><span class="muted">backoff ${durationText(r.minBackoff)} – ${durationText(r.maxBackoff)}, ${r.maxDoublings ?? '–'} doublings</span></td>
 <td>
 <form class="inline" method="post" action="/admin/queues/${view.id}/${action}">${csrf}<button type="submit"${action === 'pause' ? html` class="secondary"` : ''}>${action === 'pause' ? 'Pause' : 'Resume'}</button></form>
 <a class="button secondary" href="/admin/queues/${view.id}/purge">Purge…</a>
@@ -117,7 +112,7 @@ export function queuesPages(scope: FastifyInstance, deps: DashboardDeps): void {
       body: html`<div class="panel">
 <table data-table="queues">
 <caption class="muted">The queues this service declares, as the task backend (${backend.target.projectId}, ${backend.target.location}) has them.</caption>
-<thead><tr><th scope="col">Queue</th><th scope="col">State</th><th scope="col" class="num">Max dispatches per second</th><th scope="col" class="num">Max concurrent dispatches</th><th scope="col" class="num">Max attempts</th><th scope="col">Backoff (min – max)</th><th scope="col" class="num">Max doublings</th><th scope="col">Max retry duration</th><th scope="col">Next task due</th><th scope="col" class="num">Tasks waiting</th><th scope="col">Actions</th></tr></thead>
+<thead><tr><th scope="col">Queue</th><th scope="col">State</th><th scope="col" class="num">Tasks waiting</th><th scope="col">Next task due</th><th scope="col">Rate limits (dispatches)</th><th scope="col">Retries</th><th scope="col">Actions</th></tr></thead>
 <tbody>${views.map((v) => queueRow(v, csrf))}</tbody>
 </table>
 ${statsMissing ? html`<p class="muted">Tasks waiting are "unknown" where the backend did not answer the v2beta3 stats call.</p>` : ''}

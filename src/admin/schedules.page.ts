@@ -94,7 +94,7 @@ export function schedulesPages(scope: FastifyInstance, deps: DashboardDeps): voi
 <thead><tr><th scope="col">Schedule</th><th scope="col">Task</th><th scope="col">Cron</th><th scope="col">Time zone</th><th scope="col">State</th><th scope="col">Next run</th><th scope="col">Last run</th><th scope="col">Last outcome</th><th scope="col">Actions</th></tr></thead>
 <tbody>${views.map((v) => scheduleRow(v, csrf))}</tbody>
 </table>
-<p class="muted">Run now pushes the job's task at once, whatever its state; pausing skips its runs until resumed.</p>
+<p class="muted">Run now pushes the job's task at once; pausing skips its scheduled runs until it is resumed.</p>
 </div>`,
     });
   });

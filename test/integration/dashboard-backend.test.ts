@@ -105,9 +105,9 @@ describe('dashboard: queues and schedules on the emulator', () => {
     const declared = registry.queues.get('whatsapp')!;
     const [backendQueue] = await clients.tasks.getQueue({ name: queueName('whatsapp') });
     const whatsapp = row(res.body, 'data-queue', 'whatsapp');
-    assert.ok(whatsapp.includes(`>${backendQueue.rateLimits?.maxDispatchesPerSecond}<`));
-    assert.ok(whatsapp.includes(`>${backendQueue.rateLimits?.maxConcurrentDispatches}<`));
-    if (declared.retryConfig?.maxAttempts) assert.ok(whatsapp.includes(`>${declared.retryConfig.maxAttempts}<`));
+    assert.ok(whatsapp.includes(`data-rate="${backendQueue.rateLimits?.maxDispatchesPerSecond}"`));
+    assert.ok(whatsapp.includes(`data-concurrent="${backendQueue.rateLimits?.maxConcurrentDispatches}"`));
+    assert.ok(whatsapp.includes(`data-max-attempts="${declared.retryConfig?.maxAttempts ?? 100}"`));
   });
 
   test('pause and resume act on the backend and are audited; without the CSRF token nothing changes', async () => {
