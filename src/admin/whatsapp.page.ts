@@ -32,6 +32,13 @@ export function errorText(error: unknown): string {
   return Array.isArray(error) ? error.map(one).join('; ') : one(error);
 }
 
+/** Meta's error; on a message that went out later (a retry or a replay), marked as an earlier attempt's. */
+function errorCell(m: ConversationLine): SafeHtml | string {
+  if (!m.error) return '';
+  if (m.status === 'failed') return html`<span class="badge error">error</span> ${errorText(m.error)}`;
+  return html`<span class="muted">an earlier attempt: ${errorText(m.error)}</span>`;
+}
+
 function messageRow(m: ConversationLine, withContact: boolean): SafeHtml {
   const contact = withContact
     ? html`<td>${m.accountId !== null ? html`<a href="/admin/whatsapp?account=${m.accountId}">${m.waUser}</a>` : m.waUser}</td>`
@@ -41,7 +48,7 @@ function messageRow(m: ConversationLine, withContact: boolean): SafeHtml {
 <td>${m.direction === 'in' ? 'in ←' : 'out →'}</td>
 <td><span class="badge ${m.status}">${m.status}</span></td>
 <td>${m.body ?? html`<span class="muted">[${m.type}]</span>`}</td>
-<td>${m.error ? html`<span class="badge error">error</span> ${errorText(m.error)}` : ''}</td></tr>`;
+<td>${errorCell(m)}</td></tr>`;
 }
 
 function messagesTable(name: string, lines: ConversationLine[], withContact: boolean): SafeHtml {
