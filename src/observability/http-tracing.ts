@@ -3,18 +3,13 @@
 // (the first thing it does with a request) and the route handler runs inside it, so whatever the
 // handler enqueues carries the trace on.
 import type { IncomingMessage } from 'node:http';
-import {
-  context,
-  INVALID_SPAN_CONTEXT,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { traceBindings } from '../logger.ts';
+import { otel } from './otel-api.ts';
 import { contextFromHeaders, logTraceOf, type SpanStarter } from './trace-context.ts';
+
+const { context, INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } = otel;
 
 const spans = new WeakMap<IncomingMessage, Span>();
 

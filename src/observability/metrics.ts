@@ -1,7 +1,8 @@
 // The service's metrics, named once: task runs by task and outcome, their durations, the outbox's
 // depth, webhooks by source and result. On a meter that exports (Prometheus or OTLP) or on the
 // API's no-op meter, which makes each record a call that does nothing.
-import { createNoopMeter, type Meter } from '@opentelemetry/api';
+import type { Meter } from '@opentelemetry/api';
+import { otel } from './otel-api.ts';
 
 export interface Metrics {
   /** One delivery of a task answered: succeeded, retry, dead, duplicate, busy or unauthenticated. */
@@ -60,4 +61,4 @@ export function metricsOn(meter: Meter): Metrics {
 }
 
 /** Metrics that go nowhere: what a service that exports none uses. */
-export const metricsOff: Metrics = metricsOn(createNoopMeter());
+export const metricsOff: Metrics = metricsOn(otel.createNoopMeter());

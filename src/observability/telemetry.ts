@@ -1,9 +1,13 @@
 // The service's telemetry, built from the config: a tracer and metrics that export nowhere (the
 // default: no network, no SDK loaded, ids only), or OpenTelemetry's SDK exporting over OTLP/HTTP to
 // a collector or to Cloud Trace, and metrics served to Prometheus or pushed over OTLP.
+import { createRequire } from 'node:module';
 import type { ObservabilityConfig } from '../config.ts';
 import { type Metrics, metricsOff, metricsOn } from './metrics.ts';
 import { idOnlyTracer, installContextManager, type SpanStarter } from './trace-context.ts';
+
+// CommonJS builds, loaded only when exporting: they share the one API copy (see otel-api.ts).
+const require = createRequire(import.meta.url);
 
 /** Google's OTLP endpoint (Telemetry API): Cloud Trace takes spans there with an OAuth token. */
 export const CLOUD_TRACE_OTLP_ENDPOINT = 'https://telemetry.googleapis.com';
@@ -38,7 +42,7 @@ export async function createTelemetry(
     'service.version': config.serviceVersion,
     ...(projectId !== 'local' ? { 'gcp.project_id': projectId } : {}),
   };
-  const { resourceFromAttributes } = await import('@opentelemetry/resources');
+  const { resourceFromAttributes } = require('@opentelemetry/resources') as typeof import('@opentelemetry/resources');
   const resource = resourceFromAttributes(attributes);
   const [traces, metrics] = await Promise.all([
     tracing ? startTracing(config, projectId, resource, extras) : undefined,
@@ -61,7 +65,7 @@ async function startTracing(
   resource: Resource,
   extras: TelemetryExtras,
 ): Promise<{ tracer: SpanStarter; shutdown: () => Promise<void> }> {
-  const sdk = await import('@opentelemetry/sdk-trace');
+  const sdk = require('@opentelemetry/sdk-trace') as typeof import('@opentelemetry/sdk-trace');
   const spanProcessors = [...(extras.spanProcessors ?? [])];
   if (config.traceExporter !== 'none') {
     spanProcessors.push(new sdk.BatchSpanProcessor({ exporter: await traceExporter(config, projectId) }));
@@ -78,11 +82,12 @@ async function startTracing(
 }
 
 async function traceExporter(config: ObservabilityConfig, projectId: string) {
-  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
+  const { OTLPTraceExporter } =
+    require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
   if (config.traceExporter === 'cloud-trace') {
     // Google's OTLP endpoint wants an OAuth token of the runtime's service account (roles/cloudtrace.agent)
     // and the project; the token is cached and refreshed by google-auth-library.
-    const { GoogleAuth } = await import('google-auth-library');
+    const { GoogleAuth } = require('google-auth-library') as typeof import('google-auth-library');
     const auth = new GoogleAuth({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
     return new OTLPTraceExporter({
       url: `${config.otlpEndpoint ?? CLOUD_TRACE_OTLP_ENDPOINT}/v1/traces`,
@@ -100,10 +105,11 @@ async function startMetrics(
   resource: Resource,
   extras: TelemetryExtras,
 ): Promise<{ metrics: Metrics; shutdown: () => Promise<void> }> {
-  const sdk = await import('@opentelemetry/sdk-metrics');
+  const sdk = require('@opentelemetry/sdk-metrics') as typeof import('@opentelemetry/sdk-metrics');
   const readers = [...(extras.metricReaders ?? [])];
   if (config.metricsExporter === 'prometheus') {
-    const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus');
+    const { PrometheusExporter } =
+      require('@opentelemetry/exporter-prometheus') as typeof import('@opentelemetry/exporter-prometheus');
     const exporter = new PrometheusExporter({
       host: config.metricsHost,
       port: config.metricsPort,
@@ -113,7 +119,8 @@ async function startMetrics(
     await exporter.startServer();
     readers.push(exporter);
   } else if (config.metricsExporter === 'otlp') {
-    const { OTLPMetricExporter } = await import('@opentelemetry/exporter-metrics-otlp-http');
+    const { OTLPMetricExporter } =
+      require('@opentelemetry/exporter-metrics-otlp-http') as typeof import('@opentelemetry/exporter-metrics-otlp-http');
     readers.push(
       new sdk.PeriodicExportingMetricReader({
         exporter: new OTLPMetricExporter({ url: `${config.otlpEndpoint}/v1/metrics` }),

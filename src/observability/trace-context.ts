@@ -2,20 +2,13 @@
 // and the tracer used while exporting is off, which only makes ids. Loading an OpenTelemetry SDK
 // costs start-up time, so a service that exports nothing never loads one.
 import { randomFillSync } from 'node:crypto';
-import {
-  type Context,
-  context,
-  INVALID_SPANID,
-  INVALID_TRACEID,
-  ROOT_CONTEXT,
-  type Span,
-  type SpanContext,
-  type SpanOptions,
-  TraceFlags,
-  trace,
-} from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { createRequire } from 'node:module';
+import type { Context, Span, SpanContext, SpanOptions } from '@opentelemetry/api';
 import { parseTraceContext } from '../logger.ts';
+import { otel } from './otel-api.ts';
+
+const { context, INVALID_SPANID, INVALID_TRACEID, ROOT_CONTEXT, TraceFlags, trace } = otel;
+const require = createRequire(import.meta.url);
 
 /** What this code needs of a tracer: starting spans (the SDK's Tracer is one). */
 export interface SpanStarter {
@@ -32,6 +25,9 @@ let installed = false;
 export function installContextManager(): void {
   if (installed) return;
   installed = true;
+  // CommonJS too, so that it binds to the API copy the rest of the process uses.
+  const { AsyncLocalStorageContextManager } =
+    require('@opentelemetry/context-async-hooks') as typeof import('@opentelemetry/context-async-hooks');
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 }
 

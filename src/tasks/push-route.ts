@@ -2,13 +2,13 @@
 // validate with the task's schema, claim the run in task_runs, run the handler inside the request
 // (Cloud Run gives no CPU after the response), and answer what Cloud Tasks should do next.
 import { createHash } from 'node:crypto';
-import { context, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { Clock } from '../clock.ts';
 import type { Db, Queryable } from '../db/db.ts';
 import { DatabaseUnavailableError, errorBody } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { otel } from '../observability/otel-api.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
 import type { AnyTask, Delivery, Enqueue, TaskContext, TaskServices } from './define-task.ts';
 import { DEFAULT_DEADLINE_SECONDS, describeIssues } from './define-task.ts';
@@ -97,6 +97,7 @@ async function runObserved(deps: PushRouteDeps, task: AnyTask, request: FastifyR
   const started = performance.now();
   let outcome: TaskOutcome | undefined;
   try {
+    const { context, trace } = otel;
     outcome = await context.with(trace.setSpan(context.active(), span), () => runDelivery(deps, task, request));
     return outcome;
   } finally {
@@ -115,7 +116,7 @@ async function runObserved(deps: PushRouteDeps, task: AnyTask, request: FastifyR
         ...(delivery.queueName ? { 'cloud_tasks.queue_name': delivery.queueName } : {}),
       });
       if (!outcome || outcome.kind === 'retry' || outcome.kind === 'dead') {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: outcome?.error ?? 'the delivery threw' });
+        span.setStatus({ code: otel.SpanStatusCode.ERROR, message: outcome?.error ?? 'the delivery threw' });
       }
     }
     span.end();

@@ -5,8 +5,9 @@
 // webhooks costs two or three transactions of a few statements each, not fifty of four
 // (bench/results/whatsapp-webhook.md). If a shared transaction fails, each of its webhooks is
 // written again on its own, so one bad webhook cannot fail the others.
-import { type Context, context } from '@opentelemetry/api';
+import type { Context } from '@opentelemetry/api';
 import type { Db, Tx } from '../../db/db.ts';
+import { otel } from '../../observability/otel-api.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import type { ParsedWebhook } from './webhook.ts';
 import { insertInbound, recordStatuses, statusKey } from './whatsapp.repository.ts';
@@ -46,7 +47,7 @@ export class WebhookIngestor {
   /** Resolves once the webhook's messages and statuses are committed (then it may be answered 200). */
   ingest(parsed: ParsedWebhook, at: Date): Promise<IngestOutcome> {
     return new Promise((resolve, reject) => {
-      this.#waiting.push({ parsed, at, trace: context.active(), resolve, reject });
+      this.#waiting.push({ parsed, at, trace: otel.context.active(), resolve, reject });
       if (!this.#writing) void this.#drain();
     });
   }
@@ -107,7 +108,7 @@ export class WebhookIngestor {
       for (const m of w.parsed.messages) {
         // Inserted by this statement, and not already claimed by an earlier copy in this batch.
         if (fresh.delete(m.wamid)) {
-          await context.with(w.trace, () => this.#enqueue('whatsapp.process_message', { wamid: m.wamid }, { tx }));
+          await otel.context.with(w.trace, () => this.#enqueue('whatsapp.process_message', { wamid: m.wamid }, { tx }));
           outcome.accepted.push(m.wamid);
         } else {
           outcome.duplicates.push(m.wamid);
