@@ -126,7 +126,7 @@ ${shown.length === 0 ? html`<p class="muted">No messages.</p>` : ''}
         return html`<tr data-contact="${c.waUser}"><th scope="row">${c.accountId !== null ? html`<a href="/admin/whatsapp?account=${c.accountId}">${c.waUser}</a>` : c.waUser}</th>
 <td>${c.accountId !== null ? html`<a href="/admin/accounts/${c.accountId}">${c.accountId}</a>` : '–'}</td>
 <td>${utcTime(last.createdAt)}</td><td>${last.direction === 'in' ? '← ' : '→ '}${last.body ?? `[${last.type}]`}</td>
-<td><span class="badge ${last.status}">${last.status}</span>${last.error ? html` ${errorText(last.error)}` : ''}</td><td class="num">${c.messages.length}</td></tr>`;
+<td><span class="badge ${last.status}">${last.status}</span> ${errorCell(last)}</td><td class="num">${c.messages.length}</td></tr>`;
       })}</tbody>
 </table>
 ${conversations.length === 0 ? html`<p class="muted">No messages yet.</p>` : html`<p class="muted">The contacts of the latest ${RECENT_MESSAGES} messages; open one for the whole conversation.</p>`}
