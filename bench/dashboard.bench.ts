@@ -323,6 +323,23 @@ try {
   }
 
   const cases = [...explainCases(new Date(), SAMPLE_TASK), ...(await otherExplainCases())];
+  // Each list query alone, from this process (no HTTP, no rendering): what the database takes.
+  console.log(`\n| query alone (${REQUESTS} runs each) | p50 ms | p95 ms |\n|---|---|---|`);
+  for (const c of cases) {
+    const times: number[] = [];
+    try {
+      for (let i = 0; i < REQUESTS; i++) {
+        const started = performance.now();
+        await db.query(c.sql, c.params);
+        times.push(performance.now() - started);
+      }
+      times.sort((a, b) => a - b);
+      console.log(`| ${c.name} | ${percentile(times, 50).toFixed(1)} | ${percentile(times, 95).toFixed(1)} |`);
+    } catch (err) {
+      console.log(`| ${c.name} | failed: ${(err as Error).message} | |`);
+    }
+  }
+
   console.log('\n## EXPLAIN (ANALYZE, BUFFERS)\n');
   for (const c of cases) {
     try {

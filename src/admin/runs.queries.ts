@@ -179,7 +179,12 @@ export function explainCases(now: Date, sampleTask: string): ExplainCase[] {
     { name: 'bulk replay: dead runs counted', ...deadRunCountQuery({ task: sampleTask }) },
     { name: 'bulk replay: dead run ids', ...deadRunIdsQuery({}, 1000) },
     { name: 'overview: runs per minute', sql: RUNS_PER_MINUTE, params: [hour, now] },
-    { name: 'overview: task histogram (hour and day)', sql: TASK_HISTOGRAM, params: [hour, day, now] },
+    { name: 'overview: task histogram, the last hour (every request)', sql: TASK_HISTOGRAM, params: [hour, hour, now] },
+    {
+      name: 'overview: task histogram, the day before the last hour (reread every 30 s)',
+      sql: TASK_HISTOGRAM,
+      params: [hour, day, hour],
+    },
     { name: 'overview: dead runs', sql: DEAD_RUNS, params: [] },
     { name: 'outbox: rows', sql: OUTBOX_ROWS, params: [200] },
     { name: 'health: history', sql: HEALTH_HISTORY, params: [100] },
