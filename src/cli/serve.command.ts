@@ -1,6 +1,7 @@
 // `backend serve` (what `npm start` runs): the whole service in one process.
 import type { Command } from 'commander';
 import { signWebhook, textWebhook } from '../domains/whatsapp/webhook.ts';
+import { loginConfigured, loopbackAccessAllowed } from '../http/plugins/operator-access.ts';
 import type { Service } from '../main.ts';
 import { cliContext } from './cli-context.ts';
 import type { CommandContext } from './command-context.ts';
@@ -41,6 +42,7 @@ function startupBanner(service: Service): string {
   return [
     '',
     `  backend is running on ${url}`,
+    `    dashboard  ${dashboardLine(service)}`,
     `    health     ${url}/healthz   ${url}/readyz`,
     `    tasks      ${tasks}`,
     `    data       ${data}${config.database.kind === 'pglite' ? ` (emulator state in ${config.dataDir}/emulator)` : ''}`,
@@ -52,6 +54,14 @@ function startupBanner(service: Service): string {
     '',
     ...whatsappExample(service),
   ].join('\n');
+}
+
+/** Where operators look, and who may: the loopback-only mode says so, a login names its issuer. */
+function dashboardLine(service: Service): string {
+  const { config, url } = service;
+  if (loginConfigured(config)) return `${config.publicBaseUrl}/admin   (log in through ${config.oauth.issuerUrl})`;
+  if (loopbackAccessAllowed(config)) return `${url}/admin   (no login configured: open to this machine only)`;
+  return `${config.publicBaseUrl}/admin   (closed: set OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET and ADMIN_EMAILS)`;
 }
 
 /**
