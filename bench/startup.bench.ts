@@ -1,17 +1,33 @@
 // Start-up time: from process start to the first 200 on /readyz, for embedded PGlite (migrations
 // already applied) and for PostgreSQL (BENCH_DATABASE_URL, default the local server), locally (with
-// the embedded emulator) and in cloud mode (what a Cloud Run instance runs).
-// Run: node bench/startup.bench.ts [runs]   (bounded: `runs` starts per configuration, default 10)
+// the embedded emulator) and in cloud mode (what a Cloud Run instance runs), in cloud mode also with
+// tracing and metrics exported (to a local endpoint where nothing listens: what is measured is the
+// start, not the export).
+// Run: node bench/startup.bench.ts [runs] [--cloud-only]   (bounded: `runs` starts per configuration, default 10)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { BIN, freePort } from '../test/helpers/cli-process.ts';
 
 const runs = Number(process.argv[2] ?? 10);
+const cloudOnly = process.argv.includes('--cloud-only');
 const pgUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** CPU time (user + system) the last started process had used when it became ready. */
+let lastCpuMs = Number.NaN;
+
+/** From /proc (Linux): clock ticks of 10 ms. Less sensitive than wall time to a busy machine. */
+function cpuMsOf(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 async function startOnce(env: Record<string, string>): Promise<number> {
   const port = await freePort();
@@ -27,7 +43,11 @@ async function startOnce(env: Record<string, string>): Promise<number> {
         (r) => r.status === 200,
         () => false,
       );
-      if (ok) return performance.now() - started;
+      if (ok) {
+        const wall = performance.now() - started;
+        lastCpuMs = cpuMsOf(child.pid);
+        return wall;
+      }
       if (performance.now() - started > 30_000) throw new Error('did not become ready in 30 s');
       await new Promise((r) => setTimeout(r, 2));
     }
@@ -37,21 +57,26 @@ async function startOnce(env: Record<string, string>): Promise<number> {
   }
 }
 
-function summary(label: string, samples: number[]): string {
-  const s = [...samples].sort((a, b) => a - b);
+function summary(label: string, samples: number[], cpu: number[] = []): string {
+  const sorted = (v: number[]) => [...v].sort((a, b) => a - b);
+  const s = sorted(samples);
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-  return `| ${label} | ${runs} | ${at(0).toFixed(0)} | ${at(0.5).toFixed(0)} | ${at(0.9).toFixed(0)} |`;
+  const c = sorted(cpu);
+  const cpuP50 = c.length > 0 ? c[Math.floor(c.length / 2)]!.toFixed(0) : '';
+  return `| ${label} | ${runs} | ${at(0).toFixed(0)} | ${at(0.5).toFixed(0)} | ${at(0.9).toFixed(0)} | ${cpuP50} |`;
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'bench-startup-'));
 const rows: string[] = [];
 try {
   // First start creates and migrates the embedded database; not counted.
-  const first = await startOnce({ DATA_DIR: dataDir });
-  console.log(`first start (creates the PGlite data directory): ${first.toFixed(0)} ms`);
-  const pglite: number[] = [];
-  for (let i = 0; i < runs; i++) pglite.push(await startOnce({ DATA_DIR: dataDir }));
-  rows.push(summary('PGlite, migrations applied', pglite));
+  if (!cloudOnly) {
+    const first = await startOnce({ DATA_DIR: dataDir });
+    console.log(`first start (creates the PGlite data directory): ${first.toFixed(0)} ms`);
+    const pglite: number[] = [];
+    for (let i = 0; i < runs; i++) pglite.push(await startOnce({ DATA_DIR: dataDir }));
+    rows.push(summary('PGlite, migrations applied', pglite));
+  }
 
   const dbName = `bench_startup_${process.pid}`;
   const admin = new pg.Client({ connectionString: pgUrl });
@@ -61,9 +86,12 @@ try {
     const url = new URL(pgUrl);
     url.pathname = `/${dbName}`;
     await startOnce({ DATA_DIR: dataDir, DATABASE_URL: url.toString() }); // migrates
-    const postgres: number[] = [];
-    for (let i = 0; i < runs; i++) postgres.push(await startOnce({ DATA_DIR: dataDir, DATABASE_URL: url.toString() }));
-    rows.push(summary('PostgreSQL, migrations applied, embedded emulator', postgres));
+    if (!cloudOnly) {
+      const postgres: number[] = [];
+      for (let i = 0; i < runs; i++)
+        postgres.push(await startOnce({ DATA_DIR: dataDir, DATABASE_URL: url.toString() }));
+      rows.push(summary('PostgreSQL, migrations applied, embedded emulator', postgres));
+    }
     // What a Cloud Run instance does: no emulator; the clients connect on first use.
     const cloudEnv = {
       DATA_DIR: dataDir,
@@ -75,9 +103,34 @@ try {
       SESSION_SECRET: 'b'.repeat(40),
       TASKS_INVOKER_SERVICE_ACCOUNT: 'tasks-invoker@bench-project.iam.gserviceaccount.com',
     };
-    const cloud: number[] = [];
-    for (let i = 0; i < runs; i++) cloud.push(await startOnce(cloudEnv));
-    rows.push(summary('PostgreSQL, migrations applied, TASKS_BACKEND=cloud', cloud));
+    // The same with tracing and metrics on: spans and metrics over OTLP/HTTP, or metrics served on a
+    // Prometheus port. Started in turn with the plain cloud start, so both see the same machine.
+    const deadEndpoint = `http://127.0.0.1:${await freePort()}`;
+    const otlpEnv = {
+      ...cloudEnv,
+      TRACE_EXPORTER: 'otlp',
+      METRICS_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: deadEndpoint,
+    };
+    const promEnv = async () => ({
+      ...cloudEnv,
+      TRACE_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: deadEndpoint,
+      METRICS_EXPORTER: 'prometheus',
+      METRICS_PORT: String(await freePort()),
+    });
+    const configs = [
+      { label: 'PostgreSQL, migrations applied, TASKS_BACKEND=cloud', env: async () => cloudEnv },
+      { label: 'the same, traces and metrics over OTLP (dead endpoint)', env: async () => otlpEnv },
+      { label: 'the same, traces over OTLP, metrics on a Prometheus port', env: promEnv },
+    ].map((c) => ({ ...c, wall: [] as number[], cpu: [] as number[] }));
+    for (let i = 0; i < runs; i++) {
+      for (const c of configs) {
+        c.wall.push(await startOnce(await c.env()));
+        c.cpu.push(lastCpuMs);
+      }
+    }
+    for (const c of configs) rows.push(summary(c.label, c.wall, c.cpu));
   } finally {
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
@@ -85,5 +138,5 @@ try {
 } finally {
   rmSync(dataDir, { recursive: true, force: true });
 }
-console.log('\n| configuration | runs | min ms | p50 ms | p90 ms |\n|---|---|---|---|---|');
+console.log('\n| configuration | runs | min ms | p50 ms | p90 ms | CPU p50 ms |\n|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
