@@ -2,6 +2,7 @@
 // an account's ledger newest first (keyset pages on credit_ledger_account_idx), and the Stripe
 // payments kept because they named no account. EXPLAIN_CASES is for the dashboard benchmark.
 import type { Queryable } from '../db/db.ts';
+import type { ExplainCase } from './explain.ts';
 
 export interface AccountRow {
   id: number;
@@ -149,12 +150,6 @@ export async function unmatchedPayments(
     page.limit,
   ]);
   return r.rows;
-}
-
-export interface ExplainCase {
-  name: string;
-  sql: string;
-  params: unknown[];
 }
 
 /** The accounts pages' list queries on representative inputs, for EXPLAIN in the benchmark. */

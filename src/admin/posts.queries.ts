@@ -1,6 +1,7 @@
 // The SQL of the dashboard's posts page: published posts newest first (keyset on the primary key),
 // or one account's (on posts_account_idx). EXPLAIN_CASES is for the dashboard benchmark.
 import type { Queryable } from '../db/db.ts';
+import type { ExplainCase } from './explain.ts';
 
 export interface PostRow {
   id: number;
@@ -53,12 +54,6 @@ export async function postsPage(
     account_id: Number(row.account_id),
     cost_micros: Number(row.cost_micros),
   }));
-}
-
-export interface ExplainCase {
-  name: string;
-  sql: string;
-  params: unknown[];
 }
 
 export const EXPLAIN_CASES: ExplainCase[] = [

@@ -3,6 +3,10 @@
 // and EXPLAIN_CASES for the benchmark (bench/dashboard.bench.ts prints their plans).
 import type { Queryable } from '../db/db.ts';
 import type { RunStatus } from '../tasks/task-runs.repository.ts';
+import type { ExplainCase } from './explain.ts';
+
+// The benchmark imports the type from here with the runs' cases.
+export type { ExplainCase };
 
 export const RUN_STATUSES: readonly RunStatus[] = ['running', 'succeeded', 'failed', 'dead'];
 
@@ -153,12 +157,6 @@ export const OUTBOX_ROWS = `
 // The health page: the latest health-check runs, newest first.
 export const HEALTH_HISTORY = `
   SELECT id, run_key, status, checks, checked_at FROM health_checks ORDER BY checked_at DESC, id DESC LIMIT $1`;
-
-export interface ExplainCase {
-  name: string;
-  sql: string;
-  params: unknown[];
-}
 
 /** The dashboard's list queries on representative filters, for EXPLAIN in the benchmark. */
 export function explainCases(now: Date, sampleTask: string): ExplainCase[] {

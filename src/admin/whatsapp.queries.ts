@@ -4,6 +4,7 @@
 // offlineOutbox), the ones `backend whatsapp conversations|outbox` prints.
 import type { Queryable } from '../db/db.ts';
 import type { ConversationLine } from '../domains/whatsapp/whatsapp.repository.ts';
+import type { ExplainCase } from './explain.ts';
 
 export interface ContactRow {
   id: number;
@@ -56,12 +57,6 @@ export async function conversationPage(
     error: typeof row.error === 'string' ? JSON.parse(row.error) : (row.error ?? null),
     createdAt: new Date(row.created_at as string),
   }));
-}
-
-export interface ExplainCase {
-  name: string;
-  sql: string;
-  params: unknown[];
 }
 
 /** The WhatsApp page's own list queries, for EXPLAIN in the benchmark. */
