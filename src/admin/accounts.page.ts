@@ -20,7 +20,7 @@ import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { csrfField, sendPage } from './layout.ts';
 import type { Operator } from './operator.ts';
-import { field, formatInt, operatorOf, redirectWithFlash, takeFlash, utcTime } from './view.ts';
+import { field, formatNumber, operatorOf, redirectWithFlash, takeFlash, utcTime } from './view.ts';
 
 export const ACCOUNTS_PAGE_SIZE = 50;
 export const LEDGER_PAGE_SIZE = 50;
@@ -31,7 +31,7 @@ const ADJUSTMENT_KEY = /^[A-Za-z0-9-]{16,64}$/;
 const PAGE = { title: 'Accounts', active: '/admin/accounts' } as const;
 
 function signed(n: number): string {
-  return `${n > 0 ? '+' : ''}${formatInt(n)}`;
+  return `${n > 0 ? '+' : ''}${formatNumber(n)}`;
 }
 
 function contactCells(a: AccountRow): SafeHtml {
@@ -68,7 +68,7 @@ async function listPage(deps: DashboardDeps, request: FastifyRequest, reply: Fas
       (
         a,
       ) => html`<tr data-account="${a.id}"><th scope="row"><a href="/admin/accounts/${a.id}">${a.id}</a></th>${contactCells(a)}
-<td>${a.plan ?? html`<span class="muted">none</span>`}</td><td class="num" data-balance="${a.balance}">${formatInt(a.balance)}</td><td>${utcTime(a.created_at)}</td></tr>`,
+<td>${a.plan ?? html`<span class="muted">none</span>`}</td><td class="num" data-balance="${a.balance}">${formatNumber(a.balance)}</td><td>${utcTime(a.created_at)}</td></tr>`,
     )}</tbody>
 </table>
 ${shown.length === 0 ? html`<p class="muted">${q ? 'No account has that id, phone number or BSUID.' : 'No accounts yet.'}</p>` : ''}
@@ -124,8 +124,8 @@ async function accountPage(deps: DashboardDeps, reply: FastifyReply, input: Acco
       flash: input.flash,
       body: html`<div class="grid">
 <div class="panel"><dl class="kv">
-<dt>Balance</dt><dd class="stat" data-balance="${a.balance}">${formatInt(a.balance)}</dd>
-<dt>Plan</dt><dd>${a.plan ?? 'none'}${a.monthly_credits ? ` (${formatInt(a.monthly_credits)} credits a month)` : ''}</dd>
+<dt>Balance</dt><dd class="stat" data-balance="${a.balance}">${formatNumber(a.balance)}</dd>
+<dt>Plan</dt><dd>${a.plan ?? 'none'}${a.monthly_credits ? ` (${formatNumber(a.monthly_credits)} credits a month)` : ''}</dd>
 <dt>Phone</dt><dd>${a.phone ?? '–'}</dd>
 <dt>BSUID</dt><dd><code>${a.bsuid ?? '–'}</code></dd>
 <dt>Name</dt><dd>${a.profile_name ?? '–'}</dd>
@@ -153,7 +153,7 @@ ${csrfField(operator)}<input type="hidden" name="key" value="${form.key}">
         (
           e,
         ) => html`<tr data-entry="${e.id}" data-kind="${e.kind}"><td class="num">${e.id}</td><td>${utcTime(e.created_at)}</td><td><span class="badge">${e.kind}</span></td>
-<td class="num">${signed(e.amount)}</td><td class="num">${formatInt(e.balance_after)}</td><td><code>${e.idempotency_key}</code></td><td>${e.source_ref ?? ''}</td></tr>`,
+<td class="num">${signed(e.amount)}</td><td class="num">${formatNumber(e.balance_after)}</td><td><code>${e.idempotency_key}</code></td><td>${e.source_ref ?? ''}</td></tr>`,
       )}</tbody>
 </table>
 ${shown.length === 0 ? html`<p class="muted">No movements yet.</p>` : ''}
@@ -231,13 +231,13 @@ export function accountsPages(scope: FastifyInstance, deps: DashboardDeps): void
         reply,
         `/admin/accounts/${account.id}`,
         movement.applied
-          ? `Adjustment applied: ${signed(amount)} credits; balance ${formatInt(movement.balance)} (entry ${movement.entryId}).`
-          : `This adjustment was already applied (entry ${movement.entryId}); nothing changed. Balance ${formatInt(movement.balance)}.`,
+          ? `Adjustment applied: ${signed(amount)} credits; balance ${formatNumber(movement.balance)} (entry ${movement.entryId}).`
+          : `This adjustment was already applied (entry ${movement.entryId}); nothing changed. Balance ${formatNumber(movement.balance)}.`,
       );
     } catch (err) {
       if (err instanceof InsufficientCreditsError) {
         return refuse(
-          `Refused: the balance is ${formatInt(err.balance)}, which cannot cover removing ${formatInt(err.needed)}. Nothing was changed.`,
+          `Refused: the balance is ${formatNumber(err.balance)}, which cannot cover removing ${formatNumber(err.needed)}. Nothing was changed.`,
         );
       }
       if (err instanceof UnknownAccountError) return reply.code(404).send('no such account');

@@ -4,7 +4,7 @@ import { auditEvents } from '../domains/audit/audit.repository.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html } from './html.ts';
 import { sendPage } from './layout.ts';
-import { time } from './runs.page.ts';
+import { operatorOf, utcTime } from './view.ts';
 
 const PAGE_SIZE = 50;
 // The cursor is the (at, id) of the last row shown: at as an ISO time (stored to the millisecond).
@@ -26,7 +26,7 @@ export function auditPages(scope: FastifyInstance, deps: DashboardDeps): void {
 <thead><tr><th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">On</th><th scope="col">Detail</th></tr></thead>
 <tbody>${page.map(
           (e) =>
-            html`<tr data-audit-id="${e.id}" data-action="${e.action}"><td>${time(e.at)}</td><td>${e.actor}</td><td><code>${e.action}</code></td><td>${
+            html`<tr data-audit-id="${e.id}" data-action="${e.action}"><td>${utcTime(e.at)}</td><td>${e.actor}</td><td><code>${e.action}</code></td><td>${
               e.action === 'run.replay' && e.target && /^\d+$/.test(e.target)
                 ? html`<a href="/admin/runs/${e.target}">run #${e.target}</a>`
                 : (e.target ?? '–')
@@ -36,7 +36,7 @@ export function auditPages(scope: FastifyInstance, deps: DashboardDeps): void {
     return sendPage(reply, {
       title: 'Audit trail',
       active: '/admin/audit',
-      operator: request.operator!,
+      operator: operatorOf(request),
       body: html`<p>Every operator action (login, logout, replay, purge, pause, resume, run now, credit adjustment): who, when and on what, newest first.</p>
 <div class="panel">${table}</div>
 <nav class="pager" aria-label="Pages">${before ? html`<a href="/admin/audit">Newest</a>` : ''}${next ? html`<a rel="next" href="${next}">Next page</a>` : html`<span class="muted">End of the trail.</span>`}</nav>`,

@@ -2,6 +2,7 @@
 // stacked bars over time and grouped horizontal bars by name. Every label goes through the
 // escaping html tag; each chart has a <title> and <desc>, and each bar a <title> with its figure.
 import { html, type SafeHtml } from './html.ts';
+import { formatNumber } from './view.ts';
 
 export interface Series {
   key: string;
@@ -15,12 +16,6 @@ export const OUTCOME_SERIES: Series[] = [
   { key: 'failed', label: 'failed (retried)', color: '#e37400' },
   { key: 'dead', label: 'dead', color: '#d93025' },
 ];
-
-const number = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
-
-export function formatNumber(n: number): string {
-  return number.format(n);
-}
 
 /** A round axis maximum at or above `max` (1, 2, 2.5 or 5 times a power of ten). */
 export function niceCeiling(max: number): number {

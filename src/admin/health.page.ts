@@ -5,8 +5,8 @@ import type { ProbeResult } from '../domains/health/health.repository.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html } from './html.ts';
 import { sendPage } from './layout.ts';
-import { badge, duration, time } from './runs.page.ts';
 import { HEALTH_HISTORY } from './runs.queries.ts';
+import { badge, duration, operatorOf, utcTime } from './view.ts';
 
 const SHOWN = 100;
 
@@ -28,7 +28,7 @@ export function healthPages(scope: FastifyInstance, deps: DashboardDeps): void {
 <thead><tr><th scope="col">Checked (UTC)</th><th scope="col">Status</th>${probes.map((p) => html`<th scope="col">${p}</th>`)}</tr></thead>
 <tbody>${rows.map((r) => {
           const byName = new Map((Array.isArray(r.checks) ? r.checks : []).map((c) => [c.name, c]));
-          return html`<tr data-status="${r.status}"><td>${time(r.checked_at)}</td><td>${badge(r.status)}</td>${probes.map(
+          return html`<tr data-status="${r.status}"><td>${utcTime(r.checked_at)}</td><td>${badge(r.status)}</td>${probes.map(
             (p) => {
               const c = byName.get(p);
               if (!c) return html`<td class="muted">–</td>`;
@@ -40,7 +40,7 @@ export function healthPages(scope: FastifyInstance, deps: DashboardDeps): void {
     return sendPage(reply, {
       title: 'Health history',
       active: '/admin/health',
-      operator: request.operator!,
+      operator: operatorOf(request),
       body: html`<p>The latest ${SHOWN} scheduled health checks, newest first: each dependency's outcome and how long its probe took.</p>
 <div class="panel">${table}</div>`,
     });

@@ -3,12 +3,12 @@
 // the last hour and day. The figures behind each chart are in a table under it. Percentiles come
 // from a log-scale histogram the database aggregates without sorting (runs.queries.ts).
 import type { FastifyInstance } from 'fastify';
-import { formatNumber, groupedBars, OUTCOME_SERIES, type Series, stackedBars } from './charts.ts';
+import { groupedBars, OUTCOME_SERIES, type Series, stackedBars } from './charts.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { sendPage } from './layout.ts';
-import { duration, takeFlash } from './runs.page.ts';
 import { DEAD_RUNS, DURATION_BUCKETS_PER_LN, OUTBOX_DEPTH, RUNS_PER_MINUTE, TASK_HISTOGRAM } from './runs.queries.ts';
+import { duration, formatNumber, operatorOf, takeFlash } from './view.ts';
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -209,7 +209,7 @@ export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void
     return sendPage(reply, {
       title: 'Overview',
       active: '/admin',
-      operator: request.operator!,
+      operator: operatorOf(request),
       flash: takeFlash(request, reply),
       body: html`<div class="grid headline">
 ${stat('Runs finished, last hour', formatNumber(runsHour), '/admin/runs', `${formatNumber(failuresHour)} failed or dead`)}

@@ -6,7 +6,7 @@ import type { DashboardDeps } from './deps.ts';
 import { html } from './html.ts';
 import { sendPage } from './layout.ts';
 import { postsPage } from './posts.queries.ts';
-import { field, formatInt, operatorOf, utcTime } from './view.ts';
+import { field, formatNumber, operatorOf, utcTime } from './view.ts';
 
 export const POSTS_PAGE_SIZE = 50;
 const ID = /^[1-9]\d{0,15}$/;
@@ -52,7 +52,7 @@ export function postsPages(scope: FastifyInstance, deps: DashboardDeps): void {
         }</td>
 <td><a href="/admin/accounts/${p.account_id}">${p.account_id}</a></td><td>${utcTime(p.created_at)}</td>
 <td>${p.offline ? html`<span class="badge">offline</span>` : html`<code>${p.model}</code>`}</td>
-<td class="num">${p.prompt_tokens || p.completion_tokens ? `${formatInt(p.prompt_tokens)} + ${formatInt(p.completion_tokens)}` : '–'}</td>
+<td class="num">${p.prompt_tokens || p.completion_tokens ? `${formatNumber(p.prompt_tokens)} + ${formatNumber(p.completion_tokens)}` : '–'}</td>
 <td class="num">${cost(p.cost_micros)}</td><td class="num">${p.credits}</td></tr>`,
       )}</tbody>
 </table>

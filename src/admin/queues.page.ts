@@ -11,7 +11,7 @@ import {
   audit,
   callError,
   durationText,
-  formatInt,
+  formatNumber,
   noBackend,
   operatorOf,
   redirectWithFlash,
@@ -75,7 +75,7 @@ function stateBadge(state: unknown): SafeHtml {
 function queueRow(view: QueueView, csrf: SafeHtml): SafeHtml {
   const q = view.queue;
   const waiting = view.stats?.tasksCount;
-  const waitingText = waiting === undefined || waiting === null ? 'unknown' : formatInt(Number(String(waiting)));
+  const waitingText = waiting === undefined || waiting === null ? 'unknown' : formatNumber(Number(String(waiting)));
   const head = html`<th scope="row"><code>${view.id}</code></th>`;
   const waitingCell = html`<td class="num" data-tasks-waiting="${waitingText}">${waitingText}</td>`;
   if (!q) {
@@ -152,7 +152,7 @@ ${statsMissing ? html`<p class="muted">Tasks waiting are "unknown" where the bac
     const [view] = (await readQueues(deps, backend)).filter((v) => v.id === name);
     const waiting = view?.stats?.tasksCount;
     const count =
-      waiting === undefined || waiting === null ? 'an unknown number of' : formatInt(Number(String(waiting)));
+      waiting === undefined || waiting === null ? 'an unknown number of' : formatNumber(Number(String(waiting)));
     return sendPage(reply, {
       title: `Purge queue ${name}?`,
       active: '/admin/queues',
@@ -193,7 +193,7 @@ ${statsMissing ? html`<p class="muted">Tasks waiting are "unknown" where the bac
       return redirectWithFlash(
         reply,
         '/admin/queues',
-        `Queue ${name} purged${before === null ? '' : ` (${formatInt(before)} tasks were waiting)`}.`,
+        `Queue ${name} purged${before === null ? '' : ` (${formatNumber(before)} tasks were waiting)`}.`,
       );
     },
   );

@@ -1,12 +1,11 @@
 // The dashboard's task runs: the filtered list (keyset pages, every filter a link), a run's page
 // with its payload, result, delivery headers and attempts, replay of one run, and replay of every
 // dead run matching a filter behind a confirmation. Replays go through replayRun, as in the CLI.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { auditEvents } from '../domains/audit/audit.repository.ts';
 import { AppError } from '../errors.ts';
 import { replayRun } from '../tasks/replay.ts';
 import { type RunStatus, type TaskRun, taskRuns } from '../tasks/task-runs.repository.ts';
-import { formatNumber } from './charts.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { csrfField, sendPage } from './layout.ts';
@@ -22,6 +21,7 @@ import {
   runCountQuery,
   runListQuery,
 } from './runs.queries.ts';
+import { badge, duration, field, formatNumber, operatorOf, redirectWithFlash, takeFlash, utcTime } from './view.ts';
 
 export const PAGE_SIZE = 50;
 /** Counts stop here, so a broad filter costs a bounded scan. */
@@ -31,66 +31,10 @@ export const BULK_REPLAY_CAP = 1_000;
 /** Bulk replays sent at once (each is two statements and one createTask call). */
 const REPLAY_CONCURRENCY = 4;
 
-// ---- small shared helpers of the pages -------------------------------------------------------
-
-const FLASH_COOKIE = 'admin_flash';
-
-/** Keeps a message for the page the browser is redirected to (POST, redirect, GET). */
-export function redirectWithFlash(reply: FastifyReply, to: string, text: string, error = false): FastifyReply {
-  const value = Buffer.from(JSON.stringify({ text, error })).toString('base64url');
-  reply.setCookie(FLASH_COOKIE, value, { path: '/admin', httpOnly: true, sameSite: 'strict', maxAge: 120 });
-  return reply.redirect(to, 303);
-}
-
-/** The message left by the last action, shown once. */
-export function takeFlash(request: FastifyRequest, reply: FastifyReply): { text: string; error?: boolean } | undefined {
-  const value = request.cookies[FLASH_COOKIE];
-  if (!value) return undefined;
-  reply.clearCookie(FLASH_COOKIE, { path: '/admin' });
-  try {
-    const parsed = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as { text?: unknown; error?: unknown };
-    return typeof parsed.text === 'string' ? { text: parsed.text, error: parsed.error === true } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A time in UTC, to the second, in a <time> element. */
-export function time(d: Date | string | null | undefined): SafeHtml | string {
-  if (!d) return '–';
-  const date = new Date(d);
-  const iso = date.toISOString();
-  return html`<time datetime="${iso}">${iso.slice(0, 19).replace('T', ' ')}</time>`;
-}
-
-export function duration(ms: number | null | undefined): string {
-  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const minutes = Math.floor(ms / 60_000);
-  if (minutes < 120) return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
-}
-
-export function badge(status: string): SafeHtml {
-  return html`<span class="badge ${status}">${status}</span>`;
-}
-
-function operatorOf(request: FastifyRequest): Operator {
-  if (!request.operator) throw new Error('dashboard route reached without an operator');
-  return request.operator;
-}
-
 // ---- the filter in the query string ------------------------------------------------------------
 
 const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?$/;
 const CURSOR = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)~(\d{1,15})$/;
-
-function field(source: unknown, name: string): string | undefined {
-  const value = (source as Record<string, unknown> | undefined)?.[name];
-  const text = Array.isArray(value) ? value[0] : value;
-  return typeof text === 'string' && text.trim() !== '' ? text.trim() : undefined;
-}
 
 /** A time from a datetime-local input (read as UTC) or an ISO time. */
 function parseTime(text: string | undefined, label: string, problems: string[]): Date | undefined {
@@ -177,7 +121,7 @@ function runsTable(rows: RunListRow[]): SafeHtml {
 <thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Idempotency key</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col" class="num">Duration</th><th scope="col">Last activity (UTC)</th><th scope="col">Last error</th></tr></thead>
 <tbody>${rows.map(
     (r) =>
-      html`<tr data-run-id="${r.id}" data-status="${r.status}"><td><a href="/admin/runs/${r.id}">#${r.id}</a></td><td>${r.task}</td><td class="mono">${r.idempotency_key}</td><td>${badge(r.status)}${r.replays > 0 ? html` <span class="muted">replayed ${r.replays}×</span>` : ''}</td><td class="num">${r.attempts}</td><td class="num">${duration(r.duration_ms)}</td><td>${time(r.updated_at)}</td><td>${r.last_error ?? ''}</td></tr>`,
+      html`<tr data-run-id="${r.id}" data-status="${r.status}"><td><a href="/admin/runs/${r.id}">#${r.id}</a></td><td>${r.task}</td><td class="mono">${r.idempotency_key}</td><td>${badge(r.status)}${r.replays > 0 ? html` <span class="muted">replayed ${r.replays}×</span>` : ''}</td><td class="num">${r.attempts}</td><td class="num">${duration(r.duration_ms)}</td><td>${utcTime(r.updated_at)}</td><td>${r.last_error ?? ''}</td></tr>`,
   )}</tbody>
 </table>`;
 }
@@ -206,12 +150,12 @@ function runDetail(run: TaskRun, operator: Operator, backendConnected: boolean):
 <dt>Replays</dt><dd>${run.replays}</dd>
 <dt>Queue</dt><dd>${run.queueName ?? '–'}</dd>
 <dt>Cloud Tasks task</dt><dd class="mono">${run.cloudTaskName ?? '–'}</dd>
-<dt>Created</dt><dd>${time(run.createdAt)}</dd>
-<dt>Latest attempt started</dt><dd>${time(run.startedAt)}</dd>
-<dt>Finished</dt><dd>${time(run.finishedAt)}</dd>
+<dt>Created</dt><dd>${utcTime(run.createdAt)}</dd>
+<dt>Latest attempt started</dt><dd>${utcTime(run.startedAt)}</dd>
+<dt>Finished</dt><dd>${utcTime(run.finishedAt)}</dd>
 <dt>Latest attempt took</dt><dd>${duration(latestMs)}</dd>
-<dt>Last activity</dt><dd>${time(run.updatedAt)}</dd>
-${run.leaseExpiresAt ? html`<dt>Lease expires</dt><dd>${time(run.leaseExpiresAt)}</dd>` : ''}
+<dt>Last activity</dt><dd>${utcTime(run.updatedAt)}</dd>
+${run.leaseExpiresAt ? html`<dt>Lease expires</dt><dd>${utcTime(run.leaseExpiresAt)}</dd>` : ''}
 </dl>
 </div>
 ${replay}
@@ -237,7 +181,7 @@ ${
     ? html`<table aria-label="Attempts"><thead><tr><th scope="col" class="num">Attempt</th><th scope="col">Status</th><th scope="col">Started (UTC)</th><th scope="col">Finished (UTC)</th><th scope="col" class="num">Duration</th><th scope="col" class="num">Queue retry count</th><th scope="col">Error</th></tr></thead>
 <tbody>${run.attemptHistory.map(
         (a) =>
-          html`<tr data-attempt="${a.attempt}" data-status="${a.status}"><td class="num">${a.attempt}</td><td>${badge(a.status)}</td><td>${time(a.startedAt)}</td><td>${time(a.finishedAt)}</td><td class="num">${duration(a.durationMs)}</td><td class="num">${a.retryCount ?? '–'}</td><td>${a.error ?? ''}</td></tr>`,
+          html`<tr data-attempt="${a.attempt}" data-status="${a.status}"><td class="num">${a.attempt}</td><td>${badge(a.status)}</td><td>${utcTime(a.startedAt)}</td><td>${utcTime(a.finishedAt)}</td><td class="num">${duration(a.durationMs)}</td><td class="num">${a.retryCount ?? '–'}</td><td>${a.error ?? ''}</td></tr>`,
       )}</tbody></table>`
     : html`<p class="muted">No attempt has finished yet.</p>`
 }`;

@@ -1,6 +1,6 @@
-// Small parts shared by the queues, schedules, accounts, WhatsApp and posts pages: the operator of a
-// request, the one-shot message after an action (POST, redirect, GET), times, numbers, and reading
-// one field of a query string or form.
+// Small parts shared by every dashboard page: the operator of a request, the one-shot message after
+// an action (POST, redirect, GET), times, durations, numbers and badges, and reading one field of a
+// query string or form.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type AuditAction, auditEvents } from '../domains/audit/audit.repository.ts';
 import type { DashboardDeps } from './deps.ts';
@@ -61,8 +61,26 @@ export function durationText(d: { seconds?: unknown; nanos?: unknown } | null | 
   return `${s} s`;
 }
 
-export function formatInt(n: number): string {
-  return n.toLocaleString('en-US');
+const number = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+
+/** A count or figure with thousands separators and at most one decimal. */
+export function formatNumber(n: number): string {
+  return number.format(n);
+}
+
+/** A duration in milliseconds as people read it: "230 ms", "4.2 s", "3 min 5 s", "2 h 10 min". */
+export function duration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '–';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const minutes = Math.floor(ms / 60_000);
+  if (minutes < 120) return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** A status as a coloured badge (the class is the status; layout.ts colours the known ones). */
+export function badge(status: string): SafeHtml {
+  return html`<span class="badge ${status}">${status}</span>`;
 }
 
 /** One text field of a query string or form, trimmed; undefined when absent or blank. */
