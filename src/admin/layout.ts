@@ -32,7 +32,8 @@ table { border-collapse: collapse; width: 100%; font-size: 0.875rem; }
 th, td { text-align: left; padding: 0.4rem 0.6rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
 th { font-weight: 600; color: var(--muted); white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr:last-child td { border-bottom: 0; }
+tr:last-child td, tr:last-child th { border-bottom: 0; }
+caption { caption-side: top; text-align: left; color: var(--muted); font-size: 0.8125rem; padding: 0 0.6rem 0.5rem; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.8125rem; }
 pre { background: var(--chip); padding: 0.75rem; border-radius: 6px; overflow-x: auto; white-space: pre-wrap; word-break: break-word; margin: 0; }
 .badge { display: inline-block; padding: 0.05rem 0.5rem; border-radius: 999px; font-size: 0.75rem; font-weight: 600; background: var(--chip); white-space: nowrap; }
@@ -50,6 +51,8 @@ button, .button { display: inline-block; background: var(--accent); color: #fff;
 button.secondary, .button.secondary { background: var(--chip); color: var(--fg); }
 button.danger { background: var(--bad); }
 form.inline { display: inline; margin: 0; }
+table.compact td, table.compact th { white-space: nowrap; vertical-align: middle; }
+td.actions button, td.actions .button { padding: 0.15rem 0.6rem; font-size: 0.8125rem; }
 .pager { display: flex; gap: 0.75rem; margin-top: 0.75rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 1rem; }
 .stat { font-size: 1.6rem; font-weight: 650; font-variant-numeric: tabular-nums; }

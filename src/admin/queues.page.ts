@@ -72,6 +72,19 @@ function stateBadge(state: unknown): SafeHtml {
   return html`<span class="badge ${cls}">${text}</span>`;
 }
 
+/** "50/s · 50 at once": the dispatch rate and how many may run at once. */
+function rateText(q: Queue): string {
+  const r = q.rateLimits ?? {};
+  return `${r.maxDispatchesPerSecond ?? '–'}/s · ${r.maxConcurrentDispatches ?? '–'} at once`;
+}
+
+/** "20 attempts · 2 s–10 min · 6 doublings", and "within 1 h" when retries are bounded in time. */
+function retriesText(q: Queue, attempts: string | number): string {
+  const r = q.retryConfig ?? {};
+  const within = timestampMs(r.maxRetryDuration) ? ` within ${durationText(r.maxRetryDuration)}` : '';
+  return `${attempts} attempts${within} · ${durationText(r.minBackoff)}–${durationText(r.maxBackoff)} · ${r.maxDoublings ?? '–'} doublings`;
+}
+
 function queueRow(view: QueueView, csrf: SafeHtml): SafeHtml {
   const q = view.queue;
   const waiting = view.stats?.tasksCount;
@@ -82,18 +95,15 @@ function queueRow(view: QueueView, csrf: SafeHtml): SafeHtml {
     return html`<tr data-queue="${view.id}" data-state="unknown">${head}<td class="muted">${view.problem ?? 'unknown'}</td>${waitingCell}<td colspan="4"></td></tr>`;
   }
   const state = String(q.state ?? 'STATE_UNSPECIFIED');
-  const r = q.retryConfig ?? {};
   const action = state === 'RUNNING' ? 'pause' : 'resume';
-  const attempts = r.maxAttempts === -1 ? 'unlimited' : (r.maxAttempts ?? '–');
+  const maxAttempts = q.retryConfig?.maxAttempts;
+  const attempts = maxAttempts === -1 ? 'unlimited' : (maxAttempts ?? '–');
   return html`<tr data-queue="${view.id}" data-state="${state}">${head}
 <td>${stateBadge(state)}</td>${waitingCell}
 <td>${utcTime(timestampMs(view.stats?.oldestEstimatedArrivalTime))}</td>
-<td data-rate="${q.rateLimits?.maxDispatchesPerSecond ?? ''}" data-concurrent="${q.rateLimits?.maxConcurrentDispatches ?? ''}">${q.rateLimits?.maxDispatchesPerSecond ?? '–'} per second<br><span class="muted">${q.rateLimits?.maxConcurrentDispatches ?? '–'} at once</span></td>
-<td data-max-attempts="${attempts}">${attempts} attempts${timestampMs(r.maxRetryDuration) ? `, within ${durationText(r.maxRetryDuration)}` : ''}<br><span class="muted">backoff ${durationText(r.minBackoff)} – ${durationText(r.maxBackoff)}, ${r.maxDoublings ?? '–'} doublings</span></td>
-<td>
-<form class="inline" method="post" action="/admin/queues/${view.id}/${action}">${csrf}<button type="submit"${action === 'pause' ? html` class="secondary"` : ''}>${action === 'pause' ? 'Pause' : 'Resume'}</button></form>
-<a class="button secondary" href="/admin/queues/${view.id}/purge">Purge…</a>
-</td></tr>`;
+<td data-rate="${q.rateLimits?.maxDispatchesPerSecond ?? ''}" data-concurrent="${q.rateLimits?.maxConcurrentDispatches ?? ''}">${rateText(q)}</td>
+<td data-max-attempts="${attempts}">${retriesText(q, attempts)}</td>
+<td class="actions"><form class="inline" method="post" action="/admin/queues/${view.id}/${action}">${csrf}<button type="submit"${action === 'pause' ? html` class="secondary"` : ''}>${action === 'pause' ? 'Pause' : 'Resume'}</button></form> <a class="button secondary" href="/admin/queues/${view.id}/purge">Purge…</a></td></tr>`;
 }
 
 export function queuesPages(scope: FastifyInstance, deps: DashboardDeps): void {
@@ -110,9 +120,9 @@ export function queuesPages(scope: FastifyInstance, deps: DashboardDeps): void {
       operator,
       flash: takeFlash(request, reply),
       body: html`<div class="panel">
-<table data-table="queues">
-<caption class="muted">The queues this service declares, as the task backend (${backend.target.projectId}, ${backend.target.location}) has them.</caption>
-<thead><tr><th scope="col">Queue</th><th scope="col">State</th><th scope="col" class="num">Tasks waiting</th><th scope="col">Next task due</th><th scope="col">Rate limits (dispatches)</th><th scope="col">Retries</th><th scope="col">Actions</th></tr></thead>
+<table class="compact" data-table="queues">
+<caption>The queues this service declares, as the task backend (${backend.target.projectId}, ${backend.target.location}) has them.</caption>
+<thead><tr><th scope="col">Queue</th><th scope="col">State</th><th scope="col" class="num">Tasks waiting</th><th scope="col">Next task due</th><th scope="col">Rate</th><th scope="col">Retries</th><th scope="col">Actions</th></tr></thead>
 <tbody>${views.map((v) => queueRow(v, csrf))}</tbody>
 </table>
 ${statsMissing ? html`<p class="muted">Tasks waiting are "unknown" where the backend did not answer the v2beta3 stats call.</p>` : ''}

@@ -71,7 +71,7 @@ function scheduleRow(view: ScheduleView, csrf: SafeHtml): SafeHtml {
 <td>${state === 'ENABLED' ? utcTime(timestampMs(job.scheduleTime)) : html`<span class="muted">paused</span>`}</td>
 <td>${utcTime(timestampMs(job.lastAttemptTime))}</td>
 <td>${lastOutcome(job)}</td>
-<td>
+<td class="actions">
 <form class="inline" method="post" action="/admin/schedules/${view.id}/run">${csrf}<button type="submit">Run now</button></form>
 <form class="inline" method="post" action="/admin/schedules/${view.id}/${toggle}">${csrf}<button class="secondary" type="submit">${toggle === 'pause' ? 'Pause' : 'Resume'}</button></form>
 </td></tr>`;
@@ -89,8 +89,8 @@ export function schedulesPages(scope: FastifyInstance, deps: DashboardDeps): voi
       operator,
       flash: takeFlash(request, reply),
       body: html`<div class="panel">
-<table data-table="schedules">
-<caption class="muted">The schedules this service declares, as Cloud Scheduler jobs (${backend.target.projectId}, ${backend.target.location}).</caption>
+<table class="compact" data-table="schedules">
+<caption>The schedules this service declares, as Cloud Scheduler jobs (${backend.target.projectId}, ${backend.target.location}).</caption>
 <thead><tr><th scope="col">Schedule</th><th scope="col">Task</th><th scope="col">Cron</th><th scope="col">Time zone</th><th scope="col">State</th><th scope="col">Next run</th><th scope="col">Last run</th><th scope="col">Last outcome</th><th scope="col">Actions</th></tr></thead>
 <tbody>${views.map((v) => scheduleRow(v, csrf))}</tbody>
 </table>
