@@ -8,10 +8,12 @@ import type { Operator } from './operator.ts';
 
 const CSS = `
 :root { color-scheme: light dark; --fg: #1b1c1e; --muted: #5f6368; --bg: #f7f7f5; --panel: #fff; --rule: #e2e2de;
-  --link: #0b57d0; --accent: #0b57d0; --ok: #137333; --warn: #b06000; --bad: #c5221f; --info: #5f6368; --chip: #eeeeea; }
+  --link: #0b57d0; --accent: #0b57d0; --ok: #137333; --warn: #b06000; --bad: #c5221f; --info: #5f6368; --chip: #eeeeea;
+  --c-ok: #1e8e3e; --c-warn: #e37400; --c-bad: #d93025; --c-bad-soft: #f4a49d; --c-blue: #1a73e8; --c-blue-soft: #9cc0f5; }
 @media (prefers-color-scheme: dark) {
   :root { --fg: #e8e6e3; --muted: #a8a6a1; --bg: #131312; --panel: #1c1c1b; --rule: #33322f; --link: #8ab4f8;
-    --accent: #8ab4f8; --ok: #81c995; --warn: #fdd663; --bad: #f28b82; --info: #a8a6a1; --chip: #2a2a28; }
+    --accent: #8ab4f8; --ok: #81c995; --warn: #fdd663; --bad: #f28b82; --info: #a8a6a1; --chip: #2a2a28;
+    --c-ok: #5bb974; --c-warn: #fa903e; --c-bad: #ee675c; --c-bad-soft: #8e3b34; --c-blue: #669df6; --c-blue-soft: #33578f; }
 }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--fg); font: 0.9375rem/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -61,9 +63,18 @@ dl.kv dt { color: var(--muted); }
 dl.kv dd { margin: 0; }
 .flash { padding: 0.6rem 0.9rem; border-radius: 6px; background: var(--chip); margin-bottom: 1rem; }
 .flash.error { color: var(--bad); }
-svg.chart { width: 100%; height: auto; max-height: 260px; }
-svg.chart text { fill: var(--muted); font-size: 11px; }
+svg.chart { display: block; width: 100%; height: auto; }
+svg.chart text { fill: var(--muted); font-size: 12px; }
+svg.chart text.figure { fill: var(--fg); }
 svg.chart .axis { stroke: var(--rule); }
+svg.chart .s-succeeded { fill: var(--c-ok); }
+svg.chart .s-failed { fill: var(--c-warn); }
+svg.chart .s-dead, svg.chart .s-hour { fill: var(--c-bad); }
+svg.chart .s-day { fill: var(--c-bad-soft); }
+svg.chart .s-p50 { fill: var(--c-blue); }
+svg.chart .s-p95 { fill: var(--c-blue-soft); }
+.panel > h2:first-child { margin-top: 0; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 0 1rem; }
 `;
 
 /**

@@ -3,7 +3,7 @@
 // the last hour and day. The figures behind each chart are in a table under it. Percentiles come
 // from a log-scale histogram the database aggregates without sorting (runs.queries.ts).
 import type { FastifyInstance } from 'fastify';
-import { groupedBars, OUTCOME_SERIES, type Series, stackedBars } from './charts.ts';
+import { CHART_WIDTH, groupedBars, OUTCOME_SERIES, type Series, stackedBars } from './charts.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { sendPage } from './layout.ts';
@@ -168,13 +168,15 @@ export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void
       description: `Runs finished in each minute from ${hhmm(firstMinute * MINUTE)} to ${hhmm(lastMinute * MINUTE)} UTC, stacked by outcome: ${formatNumber(runsHour)} in all.`,
       series: OUTCOME_SERIES,
       buckets,
-      labelEvery: 10,
+      labelEvery: 5,
+      width: CHART_WIDTH.full,
     });
     const failuresChart = groupedBars({
       id: 'failures-by-task',
       title: 'Failures by task (failed or dead)',
       description: 'Runs whose latest attempt failed, by task, over the last hour and the last day.',
       series: WINDOW_SERIES,
+      width: CHART_WIDTH.full,
       rows: tasks
         .filter((t) => t.failures_day > 0)
         .map((t) => ({ label: t.task, values: { hour: t.failures_hour, day: t.failures_day } })),
@@ -186,6 +188,7 @@ export function overviewPages(scope: FastifyInstance, deps: DashboardDeps): void
         description: `The median and 95th percentile duration in milliseconds of runs finished in the last ${window}, by task (read from a histogram of 6 %-wide buckets: within about 3 % of the exact figure).`,
         series: PERCENTILE_SERIES,
         unit: ' ms',
+        width: CHART_WIDTH.half,
         rows: tasks
           .filter((t) => (window === 'hour' ? t.runs_hour : t.runs_day) > 0)
           .map((t) => ({
@@ -216,11 +219,11 @@ ${stat('Runs finished, last hour', formatNumber(runsHour), '/admin/runs', `${for
 ${stat('Dead runs waiting', formatNumber(deadRuns), '/admin/runs?status=dead', 'replay them from the runs page')}
 ${stat('Outbox rows waiting', formatNumber(outboxDepth), '/admin/outbox', oldest ? `oldest ${duration(now - new Date(oldest).getTime())} old` : 'none waiting')}
 </div>
-<div class="panel">${perMinuteChart}</div>
-<div class="grid">
-<div class="panel">${failuresChart}</div>
-<div class="panel">${durationChart('hour')}</div>
-<div class="panel">${durationChart('day')}</div>
+<section class="panel" aria-labelledby="h-runs-per-minute"><h2 id="h-runs-per-minute">Runs per minute by outcome, last hour</h2>${perMinuteChart}</section>
+<section class="panel" aria-labelledby="h-failures-by-task"><h2 id="h-failures-by-task">Failures by task, last hour and day</h2>${failuresChart}</section>
+<div class="charts">
+<section class="panel" aria-labelledby="h-durations-hour"><h2 id="h-durations-hour">Durations by task, last hour (p50, p95)</h2>${durationChart('hour')}</section>
+<section class="panel" aria-labelledby="h-durations-day"><h2 id="h-durations-day">Durations by task, last day (p50, p95)</h2>${durationChart('day')}</section>
 </div>
 <div class="panel">${figures}</div>`,
     });
