@@ -23,7 +23,7 @@ export function auditPages(scope: FastifyInstance, deps: DashboardDeps): void {
         : undefined;
     const table = page.length
       ? html`<table aria-label="Audit events">
-<thead><tr><th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">On</th><th scope="col">Detail</th></tr></thead>
+<thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col">On</th><th scope="col">Detail</th></tr></thead>
 <tbody>${page.map(
           (e) =>
             html`<tr data-audit-id="${e.id}" data-action="${e.action}"><td>${utcTime(e.at)}</td><td>${e.actor}</td><td><code>${e.action}</code></td><td>${

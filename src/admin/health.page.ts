@@ -25,7 +25,7 @@ export function healthPages(scope: FastifyInstance, deps: DashboardDeps): void {
     const probes = [...new Set(rows.flatMap((r) => (Array.isArray(r.checks) ? r.checks.map((c) => c.name) : [])))];
     const table = rows.length
       ? html`<table aria-label="Health checks">
-<thead><tr><th scope="col">Checked (UTC)</th><th scope="col">Status</th>${probes.map((p) => html`<th scope="col">${p}</th>`)}</tr></thead>
+<thead><tr><th scope="col">Checked</th><th scope="col">Status</th>${probes.map((p) => html`<th scope="col">${p}</th>`)}</tr></thead>
 <tbody>${rows.map((r) => {
           const byName = new Map((Array.isArray(r.checks) ? r.checks : []).map((c) => [c.name, c]));
           return html`<tr data-status="${r.status}"><td>${utcTime(r.checked_at)}</td><td>${badge(r.status)}</td>${probes.map(

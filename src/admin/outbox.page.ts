@@ -40,7 +40,7 @@ export function outboxPages(scope: FastifyInstance, deps: DashboardDeps): void {
     const n = depth.rows[0]?.n ?? 0;
     const table = rows.rows.length
       ? html`<table aria-label="Outbox rows waiting">
-<thead><tr><th scope="col">Row</th><th scope="col">Task</th><th scope="col">Queue</th><th scope="col">Idempotency key</th><th scope="col">Written (UTC)</th><th scope="col" class="num">Age</th><th scope="col" class="num">Send attempts</th><th scope="col">Why it waits</th><th scope="col">Last error</th></tr></thead>
+<thead><tr><th scope="col">Row</th><th scope="col">Task</th><th scope="col">Queue</th><th scope="col">Idempotency key</th><th scope="col">Written</th><th scope="col" class="num">Age</th><th scope="col" class="num">Send attempts</th><th scope="col">Why it waits</th><th scope="col">Last error</th></tr></thead>
 <tbody>${rows.rows.map((r) => {
           const age = now - new Date(r.created_at).getTime();
           return html`<tr data-outbox-id="${r.id}"><td>${r.id}</td><td>${r.task}</td><td>${r.queue}</td><td class="mono">${r.idempotency_key}</td><td>${utcTime(r.created_at)}</td><td class="num">${duration(Math.max(0, age))}</td><td class="num">${r.send_attempts}</td><td>${why(r, age)}${r.schedule_time ? html`<br><span class="muted">scheduled for ${utcTime(r.schedule_time)}</span>` : ''}</td><td>${r.last_error ?? ''}</td></tr>`;

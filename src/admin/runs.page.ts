@@ -118,7 +118,7 @@ function filterForm(filter: RunFilter, tasks: string[]): SafeHtml {
 function runsTable(rows: RunListRow[]): SafeHtml {
   if (rows.length === 0) return html`<p class="muted">No runs match.</p>`;
   return html`<table aria-label="Task runs">
-<thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Idempotency key</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col" class="num">Duration</th><th scope="col">Last activity (UTC)</th><th scope="col">Last error</th></tr></thead>
+<thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Idempotency key</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col" class="num">Duration</th><th scope="col">Last activity</th><th scope="col">Last error</th></tr></thead>
 <tbody>${rows.map(
     (r) =>
       html`<tr data-run-id="${r.id}" data-status="${r.status}"><td><a href="/admin/runs/${r.id}">#${r.id}</a></td><td>${r.task}</td><td class="mono">${r.idempotency_key}</td><td>${badge(r.status)}${r.replays > 0 ? html` <span class="muted">replayed ${r.replays}×</span>` : ''}</td><td class="num">${r.attempts}</td><td class="num">${duration(r.duration_ms)}</td><td>${utcTime(r.updated_at)}</td><td>${r.last_error ?? ''}</td></tr>`,
@@ -178,7 +178,7 @@ ${
 <h2>Attempts</h2>
 ${
   run.attemptHistory.length
-    ? html`<table aria-label="Attempts"><thead><tr><th scope="col" class="num">Attempt</th><th scope="col">Status</th><th scope="col">Started (UTC)</th><th scope="col">Finished (UTC)</th><th scope="col" class="num">Duration</th><th scope="col" class="num">Queue retry count</th><th scope="col">Error</th></tr></thead>
+    ? html`<table aria-label="Attempts"><thead><tr><th scope="col" class="num">Attempt</th><th scope="col">Status</th><th scope="col">Started</th><th scope="col">Finished</th><th scope="col" class="num">Duration</th><th scope="col" class="num">Queue retry count</th><th scope="col">Error</th></tr></thead>
 <tbody>${run.attemptHistory.map(
         (a) =>
           html`<tr data-attempt="${a.attempt}" data-status="${a.status}"><td class="num">${a.attempt}</td><td>${badge(a.status)}</td><td>${utcTime(a.startedAt)}</td><td>${utcTime(a.finishedAt)}</td><td class="num">${duration(a.durationMs)}</td><td class="num">${a.retryCount ?? '–'}</td><td>${a.error ?? ''}</td></tr>`,
