@@ -232,7 +232,7 @@ describe('dashboard: queues and schedules on the emulator', () => {
  * Google's REST surface where a call fails: 403 PERMISSION_DENIED for every Cloud Tasks call (with a
  * hostile message), and a job whose last attempt failed with a hostile message.
  */
-async function startFailingGoogle(): Promise<{ port: number; close(): Promise<void> }> {
+async function startFailingGoogle() {
   const hostile = '<script>alert("x")</script>';
   const server = http.createServer((req, res) => {
     const url = req.url ?? '';
@@ -255,8 +255,18 @@ async function startFailingGoogle(): Promise<{ port: number; close(): Promise<vo
     res.end(JSON.stringify({ error: { code: 403, message: hostile, status: 'PERMISSION_DENIED' } }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
+    // The official clients over REST to this server, with no credentials to fetch.
+    restOptions: {
+      apiEndpoint: '127.0.0.1',
+      port,
+      fallback: 'rest' as const,
+      protocol: 'http',
+      authClient: new PassThroughClient(),
+      projectId: 'dev',
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -270,14 +280,7 @@ describe('dashboard: a backend that fails its calls', () => {
     const { emulator } = await startTestEmulator();
     const google = await startFailingGoogle();
     const clients = createCloudClients({ emulator: emulator.grpcAddress, projectId: 'dev' });
-    const restOptions = {
-      apiEndpoint: '127.0.0.1',
-      port: google.port,
-      fallback: 'rest' as const,
-      protocol: 'http',
-      authClient: new PassThroughClient(),
-      projectId: 'dev',
-    };
+    const { restOptions } = google;
     const failingBeta = new v2beta3.CloudTasksClient(restOptions);
     const target = { projectId: 'dev', location: 'here' } as EnqueueTarget;
     await syncQueues(clients.tasks, target, [...registry.queues.values()], { dryRun: false });
@@ -300,14 +303,7 @@ describe('dashboard: a backend that fails its calls', () => {
 
   test('what the backend says is escaped on both pages', async (t) => {
     const google = await startFailingGoogle();
-    const restOptions = {
-      apiEndpoint: '127.0.0.1',
-      port: google.port,
-      fallback: 'rest' as const,
-      protocol: 'http',
-      authClient: new PassThroughClient(),
-      projectId: 'dev',
-    };
+    const { restOptions } = google;
     const clients = {
       tasks: new CloudTasksClient(restOptions),
       tasksBeta: new v2beta3.CloudTasksClient(restOptions),
