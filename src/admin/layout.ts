@@ -34,6 +34,7 @@ table { border-collapse: collapse; width: 100%; font-size: 0.875rem; }
 th, td { text-align: left; padding: 0.4rem 0.6rem; border-bottom: 1px solid var(--rule); vertical-align: top; }
 th { font-weight: 600; color: var(--muted); white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+time { white-space: nowrap; }
 tr:last-child td, tr:last-child th { border-bottom: 0; }
 caption { caption-side: top; text-align: left; color: var(--muted); font-size: 0.8125rem; padding: 0 0.6rem 0.5rem; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 0.8125rem; }
