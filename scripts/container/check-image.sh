@@ -20,7 +20,12 @@ work=$(mktemp -d)
 failures=0
 
 # The flags this machine runs containers with (host network: no CNI bridge here).
+# Google's API and metadata hosts resolve to this machine's loopback, where nothing answers: the
+# check must show the service surviving Google being unreachable without sending a packet off it.
+google_hosts=(cloudtasks.googleapis.com cloudscheduler.googleapis.com oauth2.googleapis.com www.googleapis.com
+  metadata.google.internal cloudtrace.googleapis.com)
 run_flags=(--network host --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 --env-file "$work/env")
+for host in "${google_hosts[@]}"; do run_flags+=(--add-host "$host:127.0.0.1"); done
 
 cleanup() {
   podman_ rm --force --time 0 "$name" >/dev/null 2>&1 || true
@@ -61,6 +66,7 @@ TASKS_AUTH=oidc-or-secret
 TASK_SECRET=$task_secret
 SESSION_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | head -c 48)
 METADATA_SERVER_DETECTION=none
+GCE_METADATA_HOST=127.0.0.1:9
 ENV
 
 echo "checking $image (port $port, database $database)"

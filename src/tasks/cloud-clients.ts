@@ -1,8 +1,8 @@
 // The official Cloud Tasks and Cloud Scheduler clients, for Google Cloud or for an emulator: the same
-// code either way, only the endpoint and credentials differ (reference/cloud-tasks.md §5.3).
+// code either way, only the endpoint and credentials differ.
 import { CloudSchedulerClient } from '@google-cloud/scheduler';
 import { CloudTasksClient, v2beta3 } from '@google-cloud/tasks';
-import { PassThroughClient } from 'google-auth-library';
+import { AuthClient, GoogleAuth, PassThroughClient } from 'google-auth-library';
 import type { ClientOptions } from 'google-gax';
 // The insecure channel credentials must come from the grpc-js instance gax itself uses.
 import * as gax from 'google-gax';
@@ -47,9 +47,10 @@ export function createCloudClients(options: CloudClientsOptions): CloudClients {
     scheduler = new CloudSchedulerClient(common);
     tasksBeta = new v2beta3.CloudTasksClient(common);
   } else {
-    tasks = new CloudTasksClient({ ...options.google, projectId: options.projectId });
-    scheduler = new CloudSchedulerClient({ ...options.google, projectId: options.projectId });
-    tasksBeta = new v2beta3.CloudTasksClient({ ...options.google, projectId: options.projectId });
+    const google = { authClient: new LazyApplicationDefault(), ...options.google, projectId: options.projectId };
+    tasks = new CloudTasksClient(google);
+    scheduler = new CloudSchedulerClient(google);
+    tasksBeta = new v2beta3.CloudTasksClient(google);
   }
   return {
     tasks,
@@ -59,4 +60,23 @@ export function createCloudClients(options: CloudClientsOptions): CloudClients {
       await Promise.all([tasks.close(), scheduler.close(), tasksBeta.close()]);
     },
   };
+}
+
+/**
+ * Application Default Credentials looked up per call. Given none, the clients resolve credentials
+ * once, on their first call, and a failure there (no credentials yet, the metadata server not
+ * answering) becomes an unhandled rejection inside the generated client that ends the process;
+ * here it fails that one call, and a later call looks again.
+ */
+class LazyApplicationDefault extends AuthClient {
+  readonly #auth = new GoogleAuth({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
+  async getRequestHeaders(url?: string | URL) {
+    return (await this.#auth.getClient()).getRequestHeaders(url);
+  }
+  async getAccessToken() {
+    return (await this.#auth.getClient()).getAccessToken();
+  }
+  async request<T>(options: Parameters<AuthClient['request']>[0]) {
+    return (await this.#auth.getClient()).request<T>(options);
+  }
 }
