@@ -450,6 +450,21 @@ function observabilityConfig(e: z.infer<typeof envSchema>, problems: string[]): 
   };
 }
 
+/**
+ * The database a command may open. In cloud mode an unset DATABASE_URL would mean an embedded
+ * database in the container's own files: a service whose state dies with the instance, or a
+ * migrate job that migrates nothing anyone reads. Commands that open the database refuse it (an
+ * explicit memory:// stays allowed); those that do not (queues sync, schedules sync) run without one.
+ */
+export function databaseFor(config: Config): DatabaseConfig {
+  if (config.tasks.backend === 'cloud' && config.database.kind === 'pglite' && config.database.dataDir !== null) {
+    throw new ConfigError([
+      'DATABASE_URL is required when TASKS_BACKEND=cloud: expected postgres://user:password@host:port/database (or ?host=/cloudsql/… for a socket)',
+    ]);
+  }
+  return config.database;
+}
+
 /** Returns a copy of the config with some fields replaced, frozen again (tests, local secrets). */
 export function withOverrides(config: Config, overrides: Partial<Config>): Config {
   return deepFreeze({ ...structuredClone(config), ...overrides });

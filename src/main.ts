@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { type Clock, systemClock } from './clock.ts';
-import type { Config } from './config.ts';
+import { type Config, databaseFor } from './config.ts';
 import type { Db } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
 import { describeDatabase, openDatabase } from './db/open-database.ts';
@@ -80,7 +80,7 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
   const config = withLocalSecrets(rawConfig);
   const clock = options.clock ?? systemClock;
   const cleanup: Array<() => Promise<unknown>> = [];
-  const db = await openDatabase(config.database);
+  const db = await openDatabase(databaseFor(config));
   cleanup.push(() => db.close());
   try {
     // Closed after the HTTP server (the last spans are sent) and before the database.

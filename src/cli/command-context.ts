@@ -2,7 +2,7 @@
 // `backend serve` (the control channel below), it borrows the service's, because embedded PGlite
 // lets only one process open its data directory.
 import { type Clock, systemClock } from '../clock.ts';
-import type { Config } from '../config.ts';
+import { type Config, databaseFor } from '../config.ts';
 import type { Db } from '../db/db.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { describeDatabase, openDatabase } from '../db/open-database.ts';
@@ -43,7 +43,7 @@ export function localContext(config: Config, out: (text: string) => void): Comma
     clock: systemClock,
     out,
     db() {
-      db ??= openDatabase(config.database).then(
+      db ??= openDatabase(databaseFor(config)).then(
         async (opened) => {
           const pending = await pendingMigrations(opened);
           if (pending.length > 0) {

@@ -1,5 +1,6 @@
 // `backend migrate`: applies pending migrations and exits (a deploy step).
 import type { Command } from 'commander';
+import { databaseFor } from '../config.ts';
 import { migrate } from '../db/migrate.ts';
 import { describeDatabase, openDatabase } from '../db/open-database.ts';
 import { cliContext } from './cli-context.ts';
@@ -10,7 +11,7 @@ export function migrateCommand(program: Command): void {
     .description('apply pending database migrations and exit')
     .action(async () => {
       const { config } = cliContext();
-      const db = await openDatabase(config.database);
+      const db = await openDatabase(databaseFor(config));
       try {
         const out = (line: string) => process.stdout.write(`${line}\n`);
         out(`migrating ${describeDatabase(config.database)}`);

@@ -3,7 +3,7 @@
 // push route verifying tokens issued under Google's issuer names, the claim checks of cloud-run-iam,
 // and the real binary refusing unsafe configurations and keeping signed requests out of its banner.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -350,6 +350,18 @@ describe('the real binary', () => {
       assert.equal(lines.length, 1, r.stderr);
       assert.match(lines[0]!, line);
       assert.equal(r.stdout, '', 'nothing started');
+    });
+  }
+
+  for (const command of ['serve', 'migrate']) {
+    test(`${command} in cloud mode without DATABASE_URL: exit 1 with one line, nothing written to DATA_DIR`, async () => {
+      const dataDir = join(mkdtempSync(join(tmpdir(), 'cloud-no-db-')), 'data');
+      const r = await runBackend([command], { ...CLOUD, DATA_DIR: dataDir });
+      assert.equal(r.code, 1, r.stderr);
+      const lines = r.stderr.trimEnd().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, /^backend: invalid configuration: DATABASE_URL is required when TASKS_BACKEND=cloud: /);
+      assert.equal(existsSync(dataDir), false, 'no embedded database was created');
     });
   }
 
