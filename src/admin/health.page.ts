@@ -36,7 +36,7 @@ export function healthPages(scope: FastifyInstance, deps: DashboardDeps): void {
             },
           )}</tr>`;
         })}</tbody></table>`
-      : html`<p class="muted">No health check has run yet (the health.check schedule runs it, or <code>backend tasks enqueue health.check</code>).</p>`;
+      : html`<p class="muted">No health check has run yet (the health.check schedule runs it, or <code>npx backend enqueue health.check '{}'</code>).</p>`;
     return sendPage(reply, {
       title: 'Health history',
       active: '/admin/health',

@@ -47,6 +47,7 @@ pre { background: var(--chip); padding: 0.75rem; border-radius: 6px; overflow-x:
 .muted { color: var(--muted); }
 form.filters { display: flex; flex-wrap: wrap; gap: 0.5rem 0.75rem; align-items: end; margin-bottom: 1rem; }
 form.filters label { display: flex; flex-direction: column; font-size: 0.8125rem; color: var(--muted); gap: 0.2rem; }
+form.filters input, form.filters select { height: 2.1rem; }
 input, select, textarea, button { font: inherit; color: inherit; }
 input, select, textarea { background: var(--panel); border: 1px solid var(--rule); border-radius: 6px; padding: 0.3rem 0.5rem; }
 button, .button { display: inline-block; background: var(--accent); color: #fff; border: 0; border-radius: 6px; padding: 0.35rem 0.8rem; cursor: pointer; text-decoration: none; font-size: 0.875rem; }

@@ -98,6 +98,12 @@ function describeFilter(filter: RunFilter): string {
   return parts.length ? parts.join(', ') : 'no filter (all runs)';
 }
 
+/** The bulk replay's answer when nothing is dead: the filter named without its status (always dead). */
+function noDeadRuns(filter: RunFilter): string {
+  const rest = { ...filter, status: undefined };
+  return filterParams(rest).length === 0 ? 'There are no dead runs.' : `No dead runs match ${describeFilter(rest)}.`;
+}
+
 // ---- pages ---------------------------------------------------------------------------------
 
 function filterForm(filter: RunFilter, tasks: string[]): SafeHtml {
@@ -109,7 +115,7 @@ function filterForm(filter: RunFilter, tasks: string[]): SafeHtml {
 <label>Status <select name="status">${option('', 'any status', filter.status === undefined)}${RUN_STATUSES.map((s) => option(s, s, s === filter.status))}</select></label>
 <label>Last activity from (UTC) <input type="datetime-local" step="1" name="from" value="${filter.from ? inputTime(filter.from) : ''}"></label>
 <label>Last activity before (UTC) <input type="datetime-local" step="1" name="to" value="${filter.to ? inputTime(filter.to) : ''}"></label>
-<label>Idempotency key starts with <input type="search" name="key" value="${filter.keyPrefix ?? ''}" placeholder="exact key or its beginning"></label>
+<label>Idempotency key starts with <input type="search" name="key" value="${filter.keyPrefix ?? ''}" placeholder="key or its start"></label>
 <button type="submit">Filter</button>
 <a class="button secondary" href="/admin/runs">Clear</a>
 </form>`;
@@ -226,7 +232,12 @@ export function runsPages(scope: FastifyInstance, deps: DashboardDeps): void {
     const nextUrl =
       rows.length > PAGE_SIZE && last ? runsUrl(filter, [['after', `${last.cursor_at}~${last.id}`]]) : undefined;
     const n = counted[0]?.n ?? 0;
-    const count = n > COUNT_CAP ? `More than ${formatNumber(COUNT_CAP)} runs match` : `${formatNumber(n)} runs match`;
+    const count =
+      n > COUNT_CAP
+        ? `More than ${formatNumber(COUNT_CAP)} runs match`
+        : n === 1
+          ? '1 run matches'
+          : `${formatNumber(n)} runs match`;
     const flash =
       takeFlash(request, reply) ?? (problems.length ? { text: problems.join(' '), error: true } : undefined);
     return sendPage(reply, {
@@ -255,7 +266,7 @@ export function runsPages(scope: FastifyInstance, deps: DashboardDeps): void {
     const body = !deps.backend
       ? html`<p>The task backend is not connected to this process, so runs cannot be replayed here.</p>`
       : n === 0
-        ? html`<p>No dead runs match ${describeFilter(filter)}.</p><p><a href="${runsUrl(filter)}">Back to the runs</a></p>`
+        ? html`<p>${noDeadRuns(filter)}</p><p><a href="${runsUrl(filter)}">Back to the runs</a></p>`
         : html`<div class="panel">
 <p class="confirm-count" data-count="${n}"><strong>Replay ${formatNumber(n)} dead run${n === 1 ? '' : 's'}?</strong></p>
 <p>Matching: ${describeFilter(dead)}.</p>
