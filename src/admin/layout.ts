@@ -163,6 +163,11 @@ ${page.body}
 
 /** Sends a dashboard page with its security headers; never cached, never framed. */
 export function sendPage(reply: FastifyReply, page: PageInput, status = 200): FastifyReply {
+  return withPageHeaders(reply, status).send(renderPage(page));
+}
+
+/** The headers of every dashboard page: HTML, the strict CSP, never sniffed, framed or cached. */
+function withPageHeaders(reply: FastifyReply, status: number): FastifyReply {
   return reply
     .code(status)
     .header('content-type', 'text/html; charset=utf-8')
@@ -170,8 +175,7 @@ export function sendPage(reply: FastifyReply, page: PageInput, status = 200): Fa
     .header('x-content-type-options', 'nosniff')
     .header('x-frame-options', 'DENY')
     .header('referrer-policy', 'same-origin')
-    .header('cache-control', 'no-store')
-    .send(renderPage(page));
+    .header('cache-control', 'no-store');
 }
 
 /** A page outside the dashboard's shell (login refused, access closed): title, text, one link. */
@@ -200,12 +204,5 @@ ${link}
 </body>
 </html>
 `.value;
-  return reply
-    .code(status)
-    .header('content-type', 'text/html; charset=utf-8')
-    .header('content-security-policy', DASHBOARD_CSP)
-    .header('x-content-type-options', 'nosniff')
-    .header('x-frame-options', 'DENY')
-    .header('cache-control', 'no-store')
-    .send(body);
+  return withPageHeaders(reply, status).send(body);
 }
