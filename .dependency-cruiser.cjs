@@ -1,4 +1,4 @@
-// Import rules that keep the architecture of DESIGN.md true (run: npm run check:cycles).
+// Import rules that keep the architecture of ARCHITECTURE.md true (run: npm run check:cycles).
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [

@@ -1,4 +1,4 @@
-// The one configuration schema (SPEC §3): environment → typed, frozen Config, validated once at boot.
+// The one configuration schema: environment → typed, frozen Config, validated once at boot.
 import { z } from 'zod';
 
 export class ConfigError extends Error {

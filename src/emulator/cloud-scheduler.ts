@@ -1,4 +1,4 @@
-// Cloud Scheduler v1 jobs (reference/cloud-tasks.md §7): unix-cron in a time zone, HTTP targets
+// Cloud Scheduler v1 jobs: unix-cron in a time zone, HTTP targets
 // with OIDC, the X-CloudScheduler* headers, retries per RetryConfig that never run past the next
 // scheduled time, never two runs of one job at once, and RunJob. RPCs take and return protobuf
 // plain objects, the same from gRPC and REST.

@@ -1,4 +1,4 @@
-// Cloud Tasks v2: queues, tasks, their validation and errors (reference/cloud-tasks.md §1–§2),
+// Cloud Tasks v2: queues, tasks, their validation and errors,
 // and the dispatcher (§3): due tasks leave in schedule-time order through each queue's token
 // bucket and concurrency cap, with the X-CloudTasks-* headers, an OIDC token, the dispatch
 // deadline, and the doubling-then-linear backoff on failure. RPCs take and return protobuf

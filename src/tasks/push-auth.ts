@@ -1,4 +1,4 @@
-// Authenticates a pushed task before its body is read (SPEC §6.1), in the four TASKS_AUTH modes.
+// Authenticates a pushed task before its body is read, in the four TASKS_AUTH modes.
 // Every refusal names the check that failed (for the log line); the caller answers 401.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';

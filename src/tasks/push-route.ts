@@ -1,4 +1,4 @@
-// POST /tasks/{task}: the one way work runs (SPEC §6). Authenticate before the body is read,
+// POST /tasks/{task}: the one way work runs. Authenticate before the body is read,
 // validate with the task's schema, claim the run in task_runs, run the handler inside the request
 // (Cloud Run gives no CPU after the response), and answer what Cloud Tasks should do next.
 import { createHash } from 'node:crypto';

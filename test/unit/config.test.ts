@@ -13,7 +13,7 @@ const issuesOf = (env: Record<string, string>): string[] => {
 };
 
 describe('config', () => {
-  test('no variables at all: the local defaults of SPEC §3', () => {
+  test('no variables at all: the local defaults', () => {
     const c = loadConfig({});
     assert.equal(c.port, 8080);
     assert.equal(c.publicBaseUrl, 'http://localhost:8080');

@@ -1,7 +1,7 @@
 // The LLM post writer: one chat completion through the official `openai` client against any
 // OpenAI-compatible server (OpenAI, Ollama, vLLM, llama-server), structured output as a JSON
 // schema, the answer validated again by us, and every failure turned into an error that says how
-// the task should retry (reference/domain.md §3).
+// the task should retry.
 import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';

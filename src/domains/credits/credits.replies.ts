@@ -7,7 +7,7 @@ export function balanceReply(balance: number): string {
 
 /**
  * With a Payment Link configured: the link, carrying the account in client_reference_id so the
- * paid Checkout Session names it (SPEC §8). Without one: how to get credits otherwise.
+ * paid Checkout Session names it. Without one: how to get credits otherwise.
  */
 export function topupReply(accountId: number, paymentLinkUrl: string | undefined): string {
   if (!paymentLinkUrl) {

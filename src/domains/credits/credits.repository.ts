@@ -1,6 +1,6 @@
-// The credits SQL, one named statement each. Every movement follows the verified pattern of
-// reference/domain.md §4.2: lock the account row, insert the ledger row ON CONFLICT DO NOTHING,
-// and move the cached balance only when that insert returned a row, all in the caller's transaction.
+// The credits SQL, one named statement each. Every movement follows one pattern: lock the account
+// row, insert the ledger row ON CONFLICT DO NOTHING, and move the cached balance only when that
+// insert returned a row, all in the caller's transaction.
 
 /** Creates an account (the WhatsApp domain calls this on first contact). */
 export const INSERT_ACCOUNT = `

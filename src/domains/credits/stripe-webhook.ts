@@ -1,5 +1,5 @@
-// Stripe webhooks: the Stripe-Signature check over the raw bytes (reference/domain.md §4.6, as
-// stripe@23's Webhooks.js does it, without the SDK) and the events this service acts on.
+// Stripe webhooks: the Stripe-Signature check over the raw bytes (as the stripe SDK's Webhooks does
+// it, without the SDK) and the events this service acts on.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { Db } from '../../db/db.ts';
@@ -97,7 +97,7 @@ const ACCOUNT_ID = /^[1-9]\d{0,15}$/;
 const CREDITS = /^[1-9]\d{0,8}$/;
 
 /**
- * Maps an event to its action (SPEC §8). A paid Checkout Session names the account in
+ * Maps an event to its action. A paid Checkout Session names the account in
  * client_reference_id and the credits in metadata.credits. A payment_intent.succeeded acts only
  * when its own metadata carries account_id and credits (payment_intent_data.metadata); both are
  * keyed on the payment intent, so one payment credits once whichever event arrives first.

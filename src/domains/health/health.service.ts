@@ -1,4 +1,4 @@
-// Probes each dependency with its latency and decides the service's health (SPEC §8 "Health").
+// Probes each dependency with its latency and decides the service's health.
 import type { Queryable } from '../../db/db.ts';
 import type { HealthStatus, ProbeResult } from './health.repository.ts';
 

@@ -1,4 +1,4 @@
-// What a WhatsApp message asks for (SPEC §8), and the texts of the replies that need no other
+// What a WhatsApp message asks for, and the texts of the replies that need no other
 // domain. Pure functions.
 
 export type Command =

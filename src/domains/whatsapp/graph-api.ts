@@ -1,4 +1,4 @@
-// The WhatsApp Cloud API client (reference/domain.md §1.7–§1.10): send one text, mark a message
+// The WhatsApp Cloud API client: send one text, mark a message
 // read. Errors are classified by Graph's `error.code`, never by the HTTP status alone.
 import { z } from 'zod';
 
@@ -47,7 +47,7 @@ export class GraphApiError extends Error {
   }
 }
 
-// Meta's codes (reference/domain.md §1.9). Rate limits wait and retry; a request Meta will never
+// Meta's codes. Rate limits wait and retry; a request Meta will never
 // accept (outside the 24-hour window, not a WhatsApp user, bad parameters, bad token) is dead.
 const RATE_LIMITS = new Set([130429, 131048, 131057, 4, 80007]);
 const TRANSIENT = new Set([1, 2, 131000, 131049]);

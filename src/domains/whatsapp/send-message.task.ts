@@ -2,7 +2,7 @@
 // the offline outbox when no access token is configured. The producer chooses the key; the
 // outbound row is keyed by it too, so a message the Graph API accepted is never sent again by a
 // later delivery of the same task. (A crash between Meta's answer and our write can still send
-// twice: the Graph API has no idempotency key, reference/domain.md §1.7.)
+// twice: the Graph API has no idempotency key.)
 import { z } from 'zod';
 import { defineTask } from '../../tasks/define-task.ts';
 import { NonRetryableError, RetryAfterError } from '../../tasks/task-errors.ts';

@@ -1,4 +1,4 @@
-// WhatsApp webhooks (reference/domain.md §1.2–§1.6): Meta's signature over the raw bytes and the
+// WhatsApp webhooks: Meta's signature over the raw bytes and the
 // payload schema (what Meta sends, unknown fields ignored). Ingestion is webhook-ingestor.ts.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
@@ -206,7 +206,7 @@ export interface ExampleMessage {
 }
 
 /**
- * A webhook body as Meta sends it for inbound text messages (reference/domain.md §1.3): for the
+ * A webhook body as Meta sends it for inbound text messages: for the
  * curl example printed at start, the benchmark and the tests.
  */
 export function textWebhook(messages: ExampleMessage[], phoneNumberId = '109876543210987'): string {
