@@ -1,6 +1,8 @@
 // The one list of tasks, queues and schedules. Adding a task: one *.task.ts file and one line here.
 
 import { generatePostTask } from './domains/blog/generate-post.task.ts';
+import { holdsSweepTask } from './domains/credits/holds-sweep.task.ts';
+import { longestTaskDeadlineSeconds } from './domains/credits/holds-sweep.ts';
 import { monthlyGrantTask } from './domains/credits/monthly-grant.task.ts';
 import { topupTask } from './domains/credits/topup.task.ts';
 import { healthCheckTask } from './domains/health/health-check.task.ts';
@@ -19,7 +21,14 @@ export const tasks = [
   sendMessageTask,
   scrapePageTask,
   generatePostTask,
+  holdsSweepTask,
 ] as const;
+
+/**
+ * The age at which a credits hold with no task run in progress counts as abandoned: the longest
+ * dispatch deadline of the tasks above, since no attempt runs longer than its deadline.
+ */
+export const HOLD_SWEEP_AFTER_SECONDS = longestTaskDeadlineSeconds(tasks);
 
 declare module './tasks/define-task.ts' {
   interface Register {
@@ -86,6 +95,16 @@ export const schedules: readonly ScheduleDefinition[] = [
     payload: {},
     // A run that dies halfway resumes on retry (each grant is keyed per account and month).
     retryCount: 5,
+  },
+  {
+    name: 'sweep-holds',
+    description: 'Release credits holds left by task runs that ended without settling or releasing them.',
+    cron: '*/15 * * * *',
+    timeZone: 'UTC',
+    task: 'credits.sweep_holds',
+    payload: { olderThanSeconds: HOLD_SWEEP_AFTER_SECONDS },
+    // Each release is keyed by its hold: a retried run releases nothing twice.
+    retryCount: 2,
   },
 ];
 

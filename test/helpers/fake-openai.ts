@@ -11,6 +11,8 @@ export type FakeBehaviour =
   | 'truncated'
   | 'refusal'
   | 'no-usage'
+  /** A usable post with U+0000 in it: escaped (\u0000) in the title's JSON string, raw in the body's. */
+  | 'nul-characters'
   /** An HTTP error; retryAfter in seconds (or an HTTP date), retryAfterMs as `retry-after-ms`. */
   | { status: number; retryAfter?: number | string; retryAfterMs?: number; code?: string }
   /** Answers successfully, but only after this long (the client's timeout should fire first). */
@@ -136,6 +138,14 @@ export async function startFakeOpenAI(): Promise<FakeOpenAI> {
         const answer: Partial<ReturnType<typeof completion>> = completion(seq, model, postFor(body), 'stop');
         delete answer.usage;
         sendJson(res, 200, answer);
+        return;
+      }
+      case 'nul-characters': {
+        const post = JSON.parse(postFor(body)) as { title: string; summary: string; markdown: string };
+        post.title = `Nul\u0000 ${post.title}`;
+        // JSON.stringify escapes U+0000; the marker then becomes a raw U+0000 in the content itself.
+        const text = JSON.stringify(post).replace('At its core', 'At its\u0000 core');
+        sendJson(res, 200, completion(seq, model, text, 'stop'));
         return;
       }
       default:

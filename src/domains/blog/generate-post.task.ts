@@ -2,7 +2,10 @@
 // configured model, or the offline writer) write it, check the answer again, render the Markdown
 // to safe HTML, store the post under a unique slug, settle the credits and enqueue the WhatsApp
 // reply with its link: the last three in one transaction. A failure for good (a refused request,
-// an unusable answer, or the last attempt) releases the reservation and tells the user.
+// an unusable answer, or the last attempt, whether the writer or that final transaction failed)
+// releases the reservation and tells the user, once. A hold left behind by an attempt that never
+// got that far (the process died, the deadline passed) is released by credits.sweep_holds, which
+// tells the user through postHoldOwner below.
 import { z } from 'zod';
 import type { Queryable } from '../../db/db.ts';
 import { defineTask } from '../../tasks/define-task.ts';
@@ -16,6 +19,7 @@ import {
   reserve,
   settle,
 } from '../credits/credits.service.ts';
+import type { HoldOwner } from '../credits/holds-sweep.ts';
 import { findPage } from '../scraper/pages.repository.ts';
 import { enqueueReply } from '../whatsapp/replies.ts';
 import { findPostByRequest, insertPost, type StoredPost } from './posts.repository.ts';
@@ -66,6 +70,45 @@ export function postReadyReply(post: Pick<StoredPost, 'title' | 'summary' | 'off
   ].join('\n');
 }
 
+/** The credits hold a post request reserves under: one per request id. */
+export const postHoldRef = (requestId: string) => `post:${requestId}`;
+
+export function postFailedReply(refunded: number): string {
+  return `Sorry, I couldn't write your post this time.${refunded > 0 ? ` Your ${refunded} ${refunded === 1 ? 'credit was' : 'credits were'} returned.` : ' Nothing was charged.'} Please try again later.`;
+}
+
+/** Tells the user that a post failed and its hold was released, in the releasing transaction; once per request. */
+function tellPostFailed(
+  enqueue: Parameters<typeof enqueueReply>[0],
+  tx: Queryable,
+  p: Pick<z.output<typeof generatePostPayload>, 'requestId' | 'to' | 'replyTo' | 'accountId'>,
+  refunded: number,
+): Promise<void> {
+  return enqueueReply(
+    enqueue,
+    {
+      to: p.to,
+      text: postFailedReply(refunded),
+      key: `post-failed:${p.requestId}`,
+      replyTo: p.replyTo,
+      accountId: p.accountId,
+    },
+    { tx },
+  );
+}
+
+/** How the holds sweep finds this task's run from a hold, and tells its user when it releases one. */
+export const postHoldOwner: HoldOwner = {
+  refPrefix: postHoldRef(''),
+  task: 'blog.generate_post',
+  runKey: (ref) => ref.slice(postHoldRef('').length),
+  async released({ payload, refunded, enqueue, tx }) {
+    const p = generatePostPayload.safeParse(payload);
+    if (p.success) await tellPostFailed(enqueue, tx, p.data, refunded);
+    return p.success;
+  },
+};
+
 export const generatePostTask = defineTask({
   name: 'blog.generate_post',
   queue: 'blog',
@@ -111,7 +154,7 @@ export const generatePostTask = defineTask({
       );
       return { written: false, reason: 'the writer needs a page' };
     }
-    const hold = `post:${p.requestId}`;
+    const hold = postHoldRef(p.requestId);
     if ((await holdState(ctx.db, hold)) === 'released') {
       // This request failed for good before, and its credits were given back and the user told:
       // a replay must not write a post for free. The user can simply ask again.
@@ -119,6 +162,18 @@ export const generatePostTask = defineTask({
         `request ${p.requestId} already failed and was refunded; ask again instead of replaying`,
       );
     }
+    // Failing for good: give the credits back and tell the user, in one transaction. A hold that
+    // is no longer held (the sweep released it and told the user) is told nothing again.
+    const giveUp = async (err: unknown): Promise<never> => {
+      await inTransaction(ctx.db, async (tx) => {
+        const released = await release(tx, hold, at());
+        if (released.closed) await tellPostFailed(ctx.enqueue, tx, p, released.refunded);
+      });
+      const reason = err instanceof Error ? err.message : String(err);
+      throw err instanceof NonRetryableError
+        ? err
+        : new NonRetryableError(`gave up after attempt ${ctx.attempt}: ${reason}`, { cause: err });
+    };
     try {
       await reserve(ctx.db, { accountId: p.accountId, credits: postCost, ref: hold, at: at() });
     } catch (err) {
@@ -137,50 +192,50 @@ export const generatePostTask = defineTask({
       content = checked.data;
     } catch (err) {
       if (!(err instanceof NonRetryableError) && !ctx.lastAttempt) throw err;
-      await inTransaction(ctx.db, async (tx) => {
-        const released = await release(tx, hold, at());
-        await reply(
-          `Sorry, I couldn't write your post this time.${released.refunded > 0 ? ` Your ${released.refunded} ${released.refunded === 1 ? 'credit was' : 'credits were'} returned.` : ''} Please try again later.`,
-          'post-failed',
-          tx,
-        );
-      });
-      const reason = err instanceof Error ? err.message : String(err);
-      throw err instanceof NonRetryableError
-        ? err
-        : new NonRetryableError(`gave up after attempt ${ctx.attempt}: ${reason}`, { cause: err });
+      return giveUp(err);
     }
 
     const slug = uniqueSlug(content.title, p.requestId);
-    return inTransaction(ctx.db, async (tx) => {
-      const { post } = await insertPost(tx, {
-        requestId: p.requestId,
-        slug,
-        accountId: p.accountId,
-        pageId,
-        sourceUrl: source.kind === 'page' ? source.url : null,
-        topic: source.kind === 'topic' ? source.topic : null,
-        title: content.title,
-        summary: content.summary,
-        markdown: content.markdown,
-        html: renderMarkdown(content.markdown),
-        lang: source.kind === 'page' ? source.lang : null,
-        model: written.model,
-        offline: written.offline,
-        promptTokens: written.promptTokens,
-        completionTokens: written.completionTokens,
-        costMicros: written.costMicros,
-        credits: postCost,
-        createdAt: at(),
+    try {
+      return await inTransaction(ctx.db, async (tx) => {
+        const { post } = await insertPost(tx, {
+          requestId: p.requestId,
+          slug,
+          accountId: p.accountId,
+          pageId,
+          sourceUrl: source.kind === 'page' ? source.url : null,
+          topic: source.kind === 'topic' ? source.topic : null,
+          title: content.title,
+          summary: content.summary,
+          markdown: content.markdown,
+          html: renderMarkdown(content.markdown),
+          lang: source.kind === 'page' ? source.lang : null,
+          model: written.model,
+          offline: written.offline,
+          promptTokens: written.promptTokens,
+          completionTokens: written.completionTokens,
+          costMicros: written.costMicros,
+          credits: postCost,
+          createdAt: at(),
+        });
+        const settled = await settle(tx, hold, undefined, at());
+        if (!settled.closed) {
+          // The sweep released this hold (and told the user) while the model was writing: no free post.
+          throw new NonRetryableError(`the credits hold ${hold} was released before the post was stored`);
+        }
+        const url = postUrl(publicBaseUrl, post.slug);
+        await reply(postReadyReply(post, url), 'post-ready', tx);
+        ctx.log.info(
+          { slug: post.slug, model: written.model, tokens: written.promptTokens + written.completionTokens },
+          'post published',
+        );
+        return { slug: post.slug, url, model: written.model, costMicros: written.costMicros };
       });
-      await settle(tx, hold, undefined, at());
-      const url = postUrl(publicBaseUrl, post.slug);
-      await reply(postReadyReply(post, url), 'post-ready', tx);
-      ctx.log.info(
-        { slug: post.slug, model: written.model, tokens: written.promptTokens + written.completionTokens },
-        'post published',
-      );
-      return { slug: post.slug, url, model: written.model, costMicros: written.costMicros };
-    });
+    } catch (err) {
+      // The post, the settlement and the reply rolled back together. On the last attempt nothing
+      // will try again, so the reservation must not stay held: release it and tell the user.
+      if (!(err instanceof NonRetryableError) && !ctx.lastAttempt) throw err;
+      return giveUp(err);
+    }
   },
 });

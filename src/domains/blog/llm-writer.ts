@@ -5,6 +5,7 @@
 import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
+import { pgText } from '../../db/pg-text.ts';
 import { NonRetryableError, RetryAfterError } from '../../tasks/task-errors.ts';
 import { type PostSource, type PostWriter, writtenPostSchema } from './writer.ts';
 
@@ -227,7 +228,9 @@ function readAnswer(completion: OpenAI.Chat.Completions.ChatCompletion): {
   if (finish === 'content_filter') {
     throw new LlmAnswerError('content-filter', "the provider's content filter stopped the answer");
   }
-  const raw = message.content?.trim();
+  // U+0000 (raw, or escaped as \u0000 inside the JSON strings) is dropped: models do emit it now
+  // and then, PostgreSQL cannot store it, and it carries no meaning in a post.
+  const raw = pgText(message.content ?? '').trim();
   if (!raw) throw new LlmAnswerError('empty', 'the model returned an empty answer');
 
   let json: unknown;
@@ -236,9 +239,12 @@ function readAnswer(completion: OpenAI.Chat.Completions.ChatCompletion): {
   } catch (err) {
     throw new LlmAnswerError('malformed-json', `the model's answer is not JSON: ${clip(raw)}`, { cause: err });
   }
-  if (json && typeof json === 'object' && typeof (json as { markdown?: unknown }).markdown === 'string') {
-    const o = json as { markdown: string };
-    o.markdown = stripLeadingTitle(o.markdown);
+  if (json && typeof json === 'object') {
+    const o = json as Record<string, unknown>;
+    for (const field of ['title', 'summary', 'markdown'] as const) {
+      if (typeof o[field] === 'string') o[field] = pgText(o[field]);
+    }
+    if (typeof o.markdown === 'string') o.markdown = stripLeadingTitle(o.markdown);
   }
   const parsed = writtenPostSchema.safeParse(json);
   if (!parsed.success) {
@@ -350,6 +356,6 @@ function oneLine(text: string): string {
 }
 
 function clip(text: string, max = 200): string {
-  const line = oneLine(text);
+  const line = oneLine(pgText(text));
   return line.length > max ? `${line.slice(0, max)}…` : line;
 }

@@ -1,5 +1,6 @@
 // The posts SQL.
 import type { Queryable } from '../../db/db.ts';
+import { pgText, pgTextOrNull } from '../../db/pg-text.ts';
 
 export interface NewPost {
   requestId: string;
@@ -59,7 +60,10 @@ function toPost(row: Record<string, unknown>): StoredPost {
   };
 }
 
-/** Stores the post of a request; the post already stored for it when there is one. */
+/**
+ * Stores the post of a request; the post already stored for it when there is one. The written
+ * text loses any U+0000 first (PostgreSQL text refuses it), so the post returned is what is stored.
+ */
 export async function insertPost(q: Queryable, p: NewPost): Promise<{ post: StoredPost; created: boolean }> {
   const r = await q.query<Record<string, unknown>>(
     `INSERT INTO posts (request_id, slug, account_id, page_id, source_url, topic, title, summary, markdown, html, lang,
@@ -72,13 +76,13 @@ export async function insertPost(q: Queryable, p: NewPost): Promise<{ post: Stor
       p.accountId,
       p.pageId,
       p.sourceUrl,
-      p.topic,
-      p.title,
-      p.summary,
-      p.markdown,
-      p.html,
-      p.lang,
-      p.model,
+      pgTextOrNull(p.topic),
+      pgText(p.title),
+      pgText(p.summary),
+      pgText(p.markdown),
+      pgText(p.html),
+      pgTextOrNull(p.lang),
+      pgText(p.model),
       p.offline,
       p.promptTokens,
       p.completionTokens,

@@ -3,6 +3,7 @@
 // tag strip. The text keeps paragraph breaks, for the LLM that writes from it.
 import { Readability } from '@mozilla/readability';
 import { parseHTML } from 'linkedom';
+import { pgText } from '../../db/pg-text.ts';
 
 export interface ExtractedArticle {
   title: string;
@@ -216,12 +217,18 @@ function toText(root: DomNode): string {
   return paragraphs.join('\n\n');
 }
 
+// U+0000 goes too: a page may carry NUL bytes (a broken CMS, a binary fragment), which the HTML
+// parser keeps as text and PostgreSQL refuses in a text column.
 function normaliseChars(text: string): string {
-  return text.replace(/[\u00a0\u2007\u202f]/g, ' ').replace(/[\u200b-\u200d\u2060\ufeff\u00ad]/g, '');
+  return pgText(text)
+    .replace(/[\u00a0\u2007\u202f]/g, ' ')
+    .replace(/[\u200b-\u200d\u2060\ufeff\u00ad]/g, '');
 }
 
 function clean(value: string | null | undefined): string {
-  return (value ?? '').replace(/\s+/g, ' ').trim();
+  return pgText(value ?? '')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 function firstLine(text: string): string {

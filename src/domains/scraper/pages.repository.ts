@@ -1,5 +1,6 @@
 // The scraped_pages SQL.
 import type { Queryable } from '../../db/db.ts';
+import { pgText, pgTextOrNull } from '../../db/pg-text.ts';
 
 export interface StoredPage {
   id: number;
@@ -47,6 +48,7 @@ function toPage(row: Record<string, unknown>): StoredPage {
   };
 }
 
+/** Stores a fetch. The page's own words lose any U+0000 first (PostgreSQL text refuses it). */
 export async function insertPage(q: Queryable, p: NewPage): Promise<StoredPage> {
   const r = await q.query<Record<string, unknown>>(
     `INSERT INTO scraped_pages (url, final_url, http_status, content_type, charset, bytes, content_hash, title, byline,
@@ -60,12 +62,12 @@ export async function insertPage(q: Queryable, p: NewPage): Promise<StoredPage> 
       p.charset,
       p.bytes,
       p.contentHash,
-      p.title,
-      p.byline,
-      p.lang,
-      p.siteName,
-      p.excerpt,
-      p.text,
+      pgText(p.title),
+      pgTextOrNull(p.byline),
+      pgTextOrNull(p.lang),
+      pgTextOrNull(p.siteName),
+      pgTextOrNull(p.excerpt),
+      pgText(p.text),
       p.wordCount,
       p.fetchedAt,
     ],

@@ -2,10 +2,11 @@
 // fetcher, extract the article, store the page (or reuse a recent fetch of the same URL), then,
 // when asked, hand over to blog.generate_post. A failure the user caused (a refused address, not a
 // web page, a 404, …) is final and told to the user in plain words; timeouts and 5xx retry, and
-// the last attempt tells the user too.
+// the last attempt tells the user too, whatever failed (once: the reply is keyed by the request).
+// The page's text loses any NUL character before it is stored (extract.ts, pages.repository.ts).
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { defineTask } from '../../tasks/define-task.ts';
+import { defineTask, type TaskContext } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
 import { enqueueReply } from '../whatsapp/replies.ts';
 import { ExtractionError, extractArticle } from './extract.ts';
@@ -45,48 +46,55 @@ export const scrapePageTask = defineTask({
   deadlineSeconds: 60,
   async handler(ctx) {
     const p = ctx.payload;
-    const { fetcher, reuseWithinMs } = ctx.services.scraper;
-    const now = ctx.clock.now();
-    let page = await recentPage(ctx.db, p.url, new Date(now - reuseWithinMs));
-    const reused = page !== undefined;
-    if (!page) {
-      try {
-        page = await fetchAndStore(ctx.db, fetcher, p.url, new Date(now), ctx.signal);
-      } catch (err) {
-        const told = userMessageFor(err);
-        if (!told) throw err;
-        const final = !told.retryable || ctx.lastAttempt;
-        if (!final) throw err;
-        await enqueueReply(ctx.enqueue, {
-          to: p.to,
-          text: `Sorry, I couldn't read ${p.url}. ${told.message}`,
-          key: `scrape-failed:${p.requestId}`,
-          replyTo: p.replyTo,
-          accountId: p.accountId,
-        });
-        throw new NonRetryableError(`${p.url}: ${(err as Error).message}`, { cause: err });
-      }
+    try {
+      return await scrapeAndHandOver(ctx);
+    } catch (err) {
+      const told = userMessageFor(err);
+      // A cause the user can fix, or the last attempt whatever failed (the database, the queue,
+      // a bug): say so once (the reply is keyed by the request) and stop. Otherwise retry.
+      const final = told ? !told.retryable || ctx.lastAttempt : ctx.lastAttempt;
+      if (!final) throw err;
+      await enqueueReply(ctx.enqueue, {
+        to: p.to,
+        text: `Sorry, I couldn't read ${p.url}. ${told?.message ?? SOMETHING_FAILED}`,
+        key: `scrape-failed:${p.requestId}`,
+        replyTo: p.replyTo,
+        accountId: p.accountId,
+      });
+      throw new NonRetryableError(`${p.url}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
-    ctx.log.info(
-      { url: p.url, pageId: page.id, reused, words: page.text.length },
-      `page ${reused ? 'reused' : 'stored'}`,
-    );
-    if (p.generatePost) {
-      await ctx.enqueue(
-        'blog.generate_post',
-        {
-          requestId: p.requestId,
-          accountId: p.accountId,
-          pageId: page.id,
-          to: p.to,
-          ...(p.replyTo ? { replyTo: p.replyTo } : {}),
-        },
-        { key: p.requestId },
-      );
-    }
-    return { pageId: page.id, reused, finalUrl: page.finalUrl, title: page.title };
   },
 });
+
+/** What the user reads when the last attempt failed on our side. */
+const SOMETHING_FAILED = 'Something went wrong on my side. Please try again later.';
+
+async function scrapeAndHandOver(ctx: TaskContext<z.output<typeof scrapePagePayload>>) {
+  const p = ctx.payload;
+  const { fetcher, reuseWithinMs } = ctx.services.scraper;
+  const now = ctx.clock.now();
+  let page = await recentPage(ctx.db, p.url, new Date(now - reuseWithinMs));
+  const reused = page !== undefined;
+  page ??= await fetchAndStore(ctx.db, fetcher, p.url, new Date(now), ctx.signal);
+  ctx.log.info(
+    { url: p.url, pageId: page.id, reused, words: page.text.length },
+    `page ${reused ? 'reused' : 'stored'}`,
+  );
+  if (p.generatePost) {
+    await ctx.enqueue(
+      'blog.generate_post',
+      {
+        requestId: p.requestId,
+        accountId: p.accountId,
+        pageId: page.id,
+        to: p.to,
+        ...(p.replyTo ? { replyTo: p.replyTo } : {}),
+      },
+      { key: p.requestId },
+    );
+  }
+  return { pageId: page.id, reused, finalUrl: page.finalUrl, title: page.title };
+}
 
 async function fetchAndStore(
   db: Parameters<typeof insertPage>[0],
