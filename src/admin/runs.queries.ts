@@ -146,12 +146,16 @@ export const TASK_HISTOGRAM = `
 // Overview headline: dead runs waiting for an operator (index-only on the status index).
 export const DEAD_RUNS = `SELECT count(*)::int AS n FROM task_runs WHERE status = 'dead'`;
 
-// Overview headline and the outbox page: rows waiting to be sent, and the oldest one's age.
-export const OUTBOX_DEPTH = `SELECT count(*)::int AS n, min(created_at) AS oldest FROM task_outbox`;
+// Overview headline and the outbox page: rows waiting to be sent (parked ones included, and
+// counted apart), and the oldest one's age.
+export const OUTBOX_DEPTH = `SELECT count(*)::int AS n, count(*) FILTER (WHERE parked_at IS NOT NULL)::int AS parked,
+  min(created_at) AS oldest FROM task_outbox`;
 
-// The outbox page: rows waiting, oldest first (ids grow with time), with why they wait.
+// The outbox page: rows waiting, oldest first (ids grow with time), with why they wait (retried
+// after failures, or parked: migration 0012).
 export const OUTBOX_ROWS = `
-  SELECT id, task, queue, task_id, idempotency_key, schedule_time, created_at, send_attempts, last_error
+  SELECT id, task, queue, task_id, idempotency_key, schedule_time, created_at, send_attempts, last_error,
+         next_attempt_at, parked_at
     FROM task_outbox ORDER BY id LIMIT $1`;
 
 // The health page: the latest health-check runs, newest first.

@@ -8,6 +8,7 @@ import { creditsCommand } from './credits.command.ts';
 import { emulatorCommand } from './emulator.command.ts';
 import { enqueueCommand } from './enqueue.command.ts';
 import { migrateCommand } from './migrate.command.ts';
+import { outboxCommand } from './outbox.command.ts';
 import { runsCommand } from './runs.command.ts';
 import { serveCommand } from './serve.command.ts';
 import { syncCommands } from './sync.command.ts';
@@ -36,6 +37,7 @@ export function buildProgram(io: CliIo, context: () => CommandContext): Command 
   migrateCommand(program);
   enqueueCommand(program, context);
   runsCommand(program, context);
+  outboxCommand(program, context);
   creditsCommand(program, context);
   syncCommands(program, context);
   whatsappCommand(program, context);

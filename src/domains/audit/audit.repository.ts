@@ -14,7 +14,9 @@ export type AuditAction =
   | 'schedule.pause'
   | 'schedule.resume'
   | 'schedule.run_now'
-  | 'credits.adjust';
+  | 'credits.adjust'
+  | 'outbox.resend'
+  | 'outbox.drop';
 
 export interface AuditEvent {
   id: number;
