@@ -1,5 +1,7 @@
 // A local stand-in for Meta's Graph API (WhatsApp Cloud API): POST /{version}/{phone-number-id}/messages
-// with the real request checks and answer shapes, scriptable to answer any error code.
+// with the real request checks and answer shapes, scriptable to answer any error code. A send names
+// its user by phone number in `to` or by business-scoped user id (BSUID) in `recipient` (`to` wins
+// when both are given); a BSUID in `to` is refused as an invalid parameter.
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 
@@ -30,7 +32,24 @@ export interface FakeGraphApi {
   close(): Promise<void>;
 }
 
-const HTTP_STATUS: Record<number, number> = { 130429: 429, 131056: 400, 131047: 400, 131026: 400, 100: 400, 190: 401 };
+const HTTP_STATUS: Record<number, number> = {
+  130429: 429,
+  131056: 400,
+  131047: 400,
+  131026: 400,
+  131062: 400,
+  100: 400,
+  190: 401,
+};
+
+/** A business-scoped user id: country code, a period, up to 128 letters and digits (parent: `US.ENT.…`). */
+const BSUID = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
+
+/** Who a send goes to, as the Graph API reads it: `to` (a phone number) wins over `recipient` (a BSUID). */
+export function addressee(body: Record<string, unknown>): string | undefined {
+  if (typeof body.to === 'string') return body.to;
+  return typeof body.recipient === 'string' ? body.recipient : undefined;
+}
 
 let counter = 0;
 
@@ -87,8 +106,22 @@ export async function startFakeGraphApi(
     requests.push(request);
     if (body.status === 'read') return reply(200, { success: true });
     const text = body.text as { body?: unknown } | undefined;
-    if (body.type !== 'text' || typeof body.to !== 'string' || typeof text?.body !== 'string') {
+    if (body.type !== 'text' || addressee(body) === undefined || typeof text?.body !== 'string') {
       return error(400, 100, '(#100) Invalid parameter');
+    }
+    // A phone number goes in `to`, a business-scoped user id in `recipient`; `to` wins when both are given.
+    if (typeof body.to === 'string' && !/^\+?\d{6,20}$/.test(body.to)) {
+      return error(
+        400,
+        100,
+        '(#100) Invalid parameter',
+        BSUID.test(body.to)
+          ? 'Param to must be a phone number; send a business-scoped user ID in recipient'
+          : undefined,
+      );
+    }
+    if (typeof body.to !== 'string' && !BSUID.test(String(body.recipient))) {
+      return error(400, 100, '(#100) Invalid parameter', 'Param recipient must be a business-scoped user ID');
     }
     if (text.body.length > 4096)
       return error(400, 100, '(#100) Param text[body] must be at most 4096 characters long.');
@@ -100,9 +133,11 @@ export async function startFakeGraphApi(
       }
     }
     if (answer === 'ok') {
+      const input = addressee(body);
       return reply(200, {
         messaging_product: 'whatsapp',
-        contacts: [{ input: body.to, wa_id: body.to }],
+        // The phone path answers wa_id, the BSUID path user_id.
+        contacts: [typeof body.to === 'string' ? { input, wa_id: body.to } : { input, user_id: input }],
         messages: [{ id: `wamid.FAKE${Date.now().toString(36)}${++counter}` }],
       });
     }
@@ -112,7 +147,9 @@ export async function startFakeGraphApi(
         ? '(#131056) (Business Account, Consumer Account) pair rate limit hit'
         : answer.code === 131047
           ? 'Re-engagement message'
-          : `(#${answer.code}) Error`;
+          : answer.code === 131062
+            ? '(#131062) Business-scoped User ID recipients are not supported for this message.'
+            : `(#${answer.code}) Error`;
     return error(answer.httpStatus ?? HTTP_STATUS[answer.code] ?? 400, answer.code, message, answer.details);
   });
   server.listen(0, '127.0.0.1');

@@ -3,8 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.ts';
-import { findUrl, parseCommand } from '../../src/domains/whatsapp/commands.ts';
+import { findUrl, marksRead, parseCommand } from '../../src/domains/whatsapp/commands.ts';
 import { classifyGraphError, GraphApiError } from '../../src/domains/whatsapp/graph-api.ts';
+import { identityChangeOf, isBsuid, recipientFields, senderOf } from '../../src/domains/whatsapp/identity.ts';
 import { MAX_TEXT_LENGTH, splitMessage } from '../../src/domains/whatsapp/replies.ts';
 import {
   parseWebhook,
@@ -28,7 +29,7 @@ test('commands are case-insensitive; a URL wins; blog needs a topic; anything el
     url: 'https://example.org/a',
   });
   assert.deepEqual(parseCommand('image', null), { kind: 'unsupported', type: 'image' });
-  assert.deepEqual(parseCommand('reaction', null), { kind: 'unsupported', type: 'reaction' });
+  assert.deepEqual(parseCommand('reaction', null), { kind: 'none', type: 'reaction' });
   const long = parseCommand('text', `blog ${'x'.repeat(1000)}`);
   assert.equal(long.kind === 'post_on_topic' && long.topic.length, 300);
 });
@@ -111,6 +112,7 @@ test('the webhook schema: messages and statuses out, unknown fields ignored, mal
       phone: '15551234567',
       bsuid: null,
       name: 'Ana',
+      username: null,
       phoneNumberId: '109876543210987',
       type: 'text',
       body: 'hi',
@@ -135,4 +137,96 @@ test('WhatsApp and LLM settings that need each other are checked together', () =
     (err: unknown) => err instanceof ConfigError && /LLM_MODEL is required/.test(err.message),
   );
   assert.equal(loadConfig({ LLM_BASE_URL: 'http://localhost:11434/v1', LLM_MODEL: 'llama3.1' }).llm.model, 'llama3.1');
+});
+
+test('message types: buttons and list rows read as their title, captions with a link ask for a post, reactions for nothing', () => {
+  assert.deepEqual(parseCommand('interactive', 'Balance'), { kind: 'balance' });
+  assert.deepEqual(parseCommand('button', 'top up'), { kind: 'topup' });
+  assert.deepEqual(parseCommand('image', 'look: https://example.org/a.'), {
+    kind: 'post_from_url',
+    url: 'https://example.org/a',
+  });
+  assert.deepEqual(parseCommand('document', 'my notes'), { kind: 'unsupported', type: 'document' });
+  assert.deepEqual(parseCommand('request_welcome', null), { kind: 'welcome' });
+  assert.deepEqual(parseCommand('interactive', null), { kind: 'unsupported', type: 'interactive' });
+  assert.equal(marksRead('text'), true);
+  assert.equal(marksRead('image'), true);
+  for (const type of ['system', 'reaction', 'request_welcome']) assert.equal(marksRead(type), false, type);
+
+  const value = (message: Record<string, unknown>) => ({
+    object: 'whatsapp_business_account',
+    entry: [
+      { id: '1', changes: [{ field: 'messages', value: { messages: [{ id: 'w', timestamp: '1', ...message }] } }] },
+    ],
+  });
+  const body = (message: Record<string, unknown>) =>
+    parseWebhook(value({ from: '15551234567', ...message })).messages[0]!.body;
+  assert.equal(
+    body({ type: 'interactive', interactive: { type: 'button_reply', button_reply: { id: 'b1', title: 'balance' } } }),
+    'balance',
+  );
+  assert.equal(
+    body({
+      type: 'interactive',
+      interactive: { type: 'list_reply', list_reply: { id: 'r', title: 'help', description: 'd' } },
+    }),
+    'help',
+  );
+  assert.equal(body({ type: 'button', button: { payload: 'P', text: 'topup' } }), 'topup');
+  assert.equal(
+    body({ type: 'image', image: { id: '1', mime_type: 'image/jpeg', caption: 'https://e.org' } }),
+    'https://e.org',
+  );
+  assert.equal(body({ type: 'reaction', reaction: { message_id: 'wamid.X' } }), null);
+});
+
+test('identity: who sent a message, whatever ids Meta gives; what a system message changes; where a reply goes', () => {
+  const bsuid = 'US.13491208655302741918';
+  assert.equal(isBsuid(bsuid), true);
+  assert.equal(isBsuid('US.ENT.11815799212886844830'), true);
+  assert.equal(isBsuid('15551234567'), false);
+  assert.deepEqual(
+    senderOf({ type: 'text', from_user_id: bsuid }, [{ user_id: bsuid, profile: { name: 'Ana', username: '@ana' } }]),
+    { phone: null, bsuid, name: 'Ana', username: '@ana' },
+  );
+  assert.deepEqual(
+    senderOf({ type: 'text', from: '15551234567', from_user_id: bsuid }, [{ wa_id: '15551234567', user_id: bsuid }]),
+    {
+      phone: '15551234567',
+      bsuid,
+      name: null,
+      username: null,
+    },
+  );
+  // A BSUID where a phone number is expected is still read as a BSUID.
+  assert.equal(senderOf({ type: 'text', from: bsuid }, [])!.bsuid, bsuid);
+  assert.equal(senderOf({ type: 'text' }, []), undefined);
+  // A system message naming no sender on the message: the id it changed from.
+  assert.equal(
+    senderOf(
+      {
+        type: 'system',
+        system: { type: 'user_changed_user_id', body: `User Ana changed from ${bsuid} to US.777`, user_id: 'US.777' },
+      },
+      [],
+    )!.bsuid,
+    bsuid,
+  );
+  assert.deepEqual(identityChangeOf({ type: 'user_changed_user_id', user_id: 'US.777', body: 'x' }), {
+    type: 'user_changed_user_id',
+    phone: null,
+    bsuid: 'US.777',
+  });
+  assert.deepEqual(identityChangeOf({ type: 'user_changed_number', wa_id: '15550009999', body: 'x' }), {
+    type: 'user_changed_number',
+    phone: '15550009999',
+    bsuid: null,
+  });
+  assert.equal(identityChangeOf({ type: 'customer_identity_changed' }), undefined);
+  assert.equal(identityChangeOf({ type: 'user_changed_user_id' }), undefined);
+  assert.deepEqual(recipientFields('15551234567'), { to: '15551234567' });
+  assert.deepEqual(recipientFields(bsuid), { recipient: bsuid });
+  const dead = classifyGraphError(new GraphApiError('x', { httpStatus: 400, code: 131062 }), 1);
+  assert.equal(dead.kind, 'dead');
+  assert.match(dead.kind === 'dead' ? dead.reason : '', /131062: business-scoped user id recipients are not supported/);
 });

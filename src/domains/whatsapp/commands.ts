@@ -7,7 +7,10 @@ export type Command =
   | { kind: 'balance' }
   | { kind: 'topup' }
   | { kind: 'help'; unknown: boolean }
-  | { kind: 'unsupported'; type: string };
+  | { kind: 'welcome' }
+  | { kind: 'unsupported'; type: string }
+  /** Nothing to answer (a reaction, or its removal). */
+  | { kind: 'none'; type: string };
 
 /** The longest topic `blog <topic>` accepts. */
 export const MAX_TOPIC_LENGTH = 300;
@@ -29,9 +32,26 @@ export function findUrl(text: string): string | undefined {
   return url;
 }
 
-/** Text commands are case-insensitive; anything that is not text is unsupported. */
+/** Message types whose words (webhook.ts readableText) are read as a typed text. */
+const TEXT_TYPES = new Set(['text', 'interactive', 'button']);
+/** Message types whose caption is read for a link (anything else in it is not a command). */
+const CAPTIONED_TYPES = new Set(['image', 'video', 'document']);
+
+/**
+ * What a message asks for, from its type and its words. Text commands are case-insensitive; a
+ * tapped button or list row counts as its title typed; a picture, video or document whose caption
+ * holds a link asks for a post from it; a reaction (added or removed) asks for nothing;
+ * `request_welcome` (a user opening the chat for the first time) for the welcome; anything else
+ * is unsupported.
+ */
 export function parseCommand(type: string, body: string | null): Command {
-  if (type !== 'text' || body === null) return { kind: 'unsupported', type };
+  if (type === 'reaction') return { kind: 'none', type };
+  if (type === 'request_welcome') return { kind: 'welcome' };
+  if (CAPTIONED_TYPES.has(type)) {
+    const url = body === null ? undefined : findUrl(body);
+    return url ? { kind: 'post_from_url', url } : { kind: 'unsupported', type };
+  }
+  if (!TEXT_TYPES.has(type) || body === null) return { kind: 'unsupported', type };
   const text = body.trim();
   const url = findUrl(text);
   if (url) return { kind: 'post_from_url', url };
@@ -63,6 +83,15 @@ export function helpReply(options: { postCost: number; unknown: boolean }): stri
     '• topup: how to buy more credits.',
     '• help: this list.',
   ].join('\n');
+}
+
+/**
+ * Whether a message gets a read receipt (blue ticks and "typing…"): only a message the user wrote
+ * and that we answer. Not a system message (Meta speaking), not a reaction (nothing is answered,
+ * and "typing…" would promise a reply), not `request_welcome` (an event, not a message).
+ */
+export function marksRead(type: string): boolean {
+  return type !== 'system' && type !== 'reaction' && type !== 'request_welcome';
 }
 
 export function welcomeReply(credits: number): string {

@@ -1,9 +1,10 @@
 // The WhatsApp Cloud API client: send one text, mark a message
 // read. Errors are classified by Graph's `error.code`, never by the HTTP status alone.
 import { z } from 'zod';
+import { recipientFields } from './identity.ts';
 
 export interface SendText {
-  /** The user's phone number (wa_id, no +) or business-scoped user id. */
+  /** The user's phone number (wa_id, no +), sent in `to`, or business-scoped user id, sent in `recipient`. */
   to: string;
   body: string;
   /** Quote the user's message (context.message_id). */
@@ -63,6 +64,7 @@ const PERMANENT: Record<number, string> = {
   368: 'the number is blocked for policy violations',
   131031: 'the business account is locked',
   131030: 'the recipient is not in the allowed list (test number)',
+  131062: 'business-scoped user id recipients are not supported for this message',
 };
 
 /**
@@ -158,7 +160,7 @@ export function createGraphClient(options: GraphClientOptions): WhatsAppApi {
       const request = {
         messaging_product: 'whatsapp',
         recipient_type: 'individual',
-        to: message.to,
+        ...recipientFields(message.to),
         type: 'text',
         ...(message.replyTo ? { context: { message_id: message.replyTo } } : {}),
         text: { preview_url: /https?:\/\//.test(message.body), body: message.body },

@@ -1,48 +1,37 @@
-// whatsapp.process_message (keyed by the wamid): the sender's account on first contact, with its
-// sign-up grant; the message marked read; the command acted on. Everything it changes and every
+// whatsapp.process_message (keyed by the wamid): the sender's contact and account (identity.ts:
+// created on first contact with the sign-up grant, ids linked or moved), the message marked read
+// when we will answer it, the command acted on. Everything it changes and every
 // task it enqueues (replies, follow-up work) is written in one transaction, so a re-run after a
 // crash finds the message processed and does nothing twice.
 import { z } from 'zod';
 import type { Queryable } from '../../db/db.ts';
 import { defineTask, type TaskContext } from '../../tasks/define-task.ts';
-import { NonRetryableError, RetryAfterError } from '../../tasks/task-errors.ts';
+import { NonRetryableError } from '../../tasks/task-errors.ts';
 import { balanceReply, insufficientCreditsReply, topupReply } from '../credits/credits.replies.ts';
-import { balanceOf, createAccount, grantSignup, inTransaction } from '../credits/credits.service.ts';
-import { type Command, helpReply, parseCommand, unsupportedReply, welcomeReply } from './commands.ts';
+import { balanceOf, inTransaction } from '../credits/credits.service.ts';
+import { type Command, helpReply, marksRead, parseCommand, unsupportedReply, welcomeReply } from './commands.ts';
+import { applyIdentityChange, identityChangeOf, isBsuid, resolveContact, type Sender } from './identity.ts';
 import { enqueueReply } from './replies.ts';
-import {
-  type Contact,
-  changePhone,
-  findContact,
-  findInbound,
-  type InboundMessage,
-  insertContact,
-  markProcessed,
-  touchContact,
-} from './whatsapp.repository.ts';
+import { findInbound, type InboundMessage, markProcessed, touchContact } from './whatsapp.repository.ts';
 
 export const processMessagePayload = z.object({ wamid: z.string().min(1).max(256) }).strict();
 
 type Ctx = TaskContext<z.output<typeof processMessagePayload>>;
 
-/** The contact (and account) of a message's sender, created with the sign-up grant on first contact. */
-export async function ensureContact(
-  tx: Queryable,
-  who: { phone: string | null; bsuid: string | null; name: string | null },
-  signupCredits: number,
-  at: Date,
-): Promise<{ contact: Contact; created: boolean; granted: number }> {
-  const existing = await findContact(tx, who);
-  if (existing) return { contact: existing, created: false, granted: 0 };
-  const accountId = await createAccount(tx, { at });
-  const contact = await insertContact(tx, { accountId, ...who, at });
-  if (!contact) {
-    // The same user's other first message committed its contact meanwhile: roll this back
-    // (account included) and run again, which finds it.
-    throw new RetryAfterError(1, 'another message created this contact concurrently');
+/** The sender as the webhook recorded them (rows older than the contact fields fall back on wa_user). */
+function senderOfStored(message: InboundMessage): Sender {
+  const contact = message.payload.contact;
+  const sender: Sender = {
+    phone: contact?.waId ?? null,
+    bsuid: contact?.userId ?? null,
+    name: contact?.name ?? null,
+    username: contact?.username ?? null,
+  };
+  if (!sender.phone && !sender.bsuid) {
+    if (isBsuid(message.waUser)) sender.bsuid = message.waUser;
+    else sender.phone = message.waUser;
   }
-  const grant = await grantSignup(tx, accountId, signupCredits, at);
-  return { contact, created: true, granted: grant?.applied ? signupCredits : 0 };
+  return sender;
 }
 
 export const processMessageTask = defineTask({
@@ -58,7 +47,7 @@ export const processMessageTask = defineTask({
     if (message.status === 'processed') return { duplicate: true };
 
     const { api } = ctx.services.whatsapp;
-    if (api) {
+    if (api && marksRead(message.type)) {
       // Blue ticks and "typing…" while we work; a failure here must not stop the answer.
       await api.markRead(wamid, ctx.signal).catch((err: unknown) => {
         ctx.log.warn({ err, wamid }, 'could not mark the message read');
@@ -73,30 +62,44 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
   const again = await findInbound(tx, message.wamid);
   if (again?.status === 'processed') return { duplicate: true };
   const { whatsapp } = ctx.services;
-  const who = {
-    phone: message.payload.contact?.waId ?? null,
-    bsuid: message.payload.contact?.userId ?? null,
-    name: message.payload.contact?.name ?? null,
-  };
-  if (!who.phone && !who.bsuid) who.phone = message.waUser;
-  const { contact, created, granted } = await ensureContact(tx, who, whatsapp.signupCredits, at);
-  await touchContact(tx, contact.id, { ...who, inboundAt: message.messageAt ?? at });
+  const sender = senderOfStored(message);
+  const inboundAt = message.messageAt ?? at;
 
   if (message.type === 'system') {
-    // Meta telling us about the user (a new number), not the user talking: no reply.
-    const system = message.payload.message?.system as { type?: string; wa_id?: string } | undefined;
-    if (system?.type === 'user_changed_number' && system.wa_id && /^\d{6,20}$/.test(system.wa_id)) {
-      await changePhone(tx, contact.id, system.wa_id);
-    }
-    await markProcessed(tx, message.wamid, contact.id, at);
-    return { accountId: contact.accountId, command: 'system', createdAccount: created };
+    // Meta telling us about the user (a new number, a new BSUID), not the user talking: no reply.
+    const change = identityChangeOf(message.payload.message?.system);
+    const contact = change ? await applyIdentityChange(tx, sender, change, { at, log: ctx.log }) : undefined;
+    await markProcessed(tx, message.wamid, contact?.id ?? null, at);
+    ctx.log.info(
+      { wamid: message.wamid, accountId: contact?.accountId, change: change?.type },
+      'system message processed',
+    );
+    return { accountId: contact?.accountId, command: 'system', change: change?.type ?? null };
   }
+
   const command = parseCommand(message.type, message.body);
-  const answer = await answerFor(ctx, tx, command, contact.accountId, message);
+  if (command.kind === 'none') {
+    // A reaction (or its removal): recorded on the sender's contact if we know them, never answered.
+    const found = await resolveContact(tx, sender, { at, log: ctx.log });
+    if (found) await touchContact(tx, found.contact.id, { ...sender, inboundAt });
+    await markProcessed(tx, message.wamid, found?.contact.id ?? null, at);
+    return { accountId: found?.contact.accountId, command: command.kind };
+  }
+
+  const resolved = await resolveContact(tx, sender, {
+    at,
+    log: ctx.log,
+    create: { signupCredits: whatsapp.signupCredits },
+  });
+  const { contact, created, granted } = resolved!;
+  await touchContact(tx, contact.id, { ...sender, inboundAt });
+  // The id the user wrote from; whatsapp.send_message turns it into the contact's current address.
+  const to = message.waUser;
+  const answer = await answerFor(ctx, tx, command, contact.accountId, message, to);
   const text = created ? `${welcomeReply(granted)}\n\n${answer}` : answer;
   await enqueueReply(
     ctx.enqueue,
-    { to: message.waUser, text, key: `reply:${message.wamid}`, replyTo: message.wamid, accountId: contact.accountId },
+    { to, text, key: `reply:${message.wamid}`, replyTo: message.wamid, accountId: contact.accountId },
     { tx },
   );
   await markProcessed(tx, message.wamid, contact.id, at);
@@ -113,6 +116,7 @@ async function answerFor(
   command: Command,
   accountId: number,
   message: InboundMessage,
+  to: string,
 ): Promise<string> {
   const { whatsapp } = ctx.services;
   switch (command.kind) {
@@ -122,8 +126,13 @@ async function answerFor(
       return topupReply(accountId, whatsapp.paymentLinkUrl);
     case 'help':
       return helpReply({ postCost: whatsapp.postCost, unknown: command.unknown });
+    case 'welcome':
+      // A new user gets the welcome line before this (see respond); a known one, the list.
+      return helpReply({ postCost: whatsapp.postCost, unknown: false });
     case 'unsupported':
       return unsupportedReply(command.type);
+    case 'none':
+      throw new Error('a message that asks for nothing has no answer');
     case 'post_from_url':
     case 'post_on_topic': {
       if (command.kind === 'post_on_topic' && !ctx.services.blog.writer.writesTopics) {
@@ -134,7 +143,7 @@ async function answerFor(
       const balance = (await balanceOf(tx, accountId)) ?? 0;
       if (balance < whatsapp.postCost) return insufficientCreditsReply(balance, whatsapp.postCost);
       // The request id is the message's: one request (and one charge) per message, whatever the deliveries.
-      const request = { requestId: message.wamid, accountId, to: message.waUser, replyTo: message.wamid };
+      const request = { requestId: message.wamid, accountId, to, replyTo: message.wamid };
       if (command.kind === 'post_from_url') {
         await ctx.enqueue('scraper.scrape_page', { ...request, url: command.url }, { tx });
         return `On it: reading ${command.url} and writing your post. I'll send you the link in a minute or two.`;

@@ -1,5 +1,7 @@
 // whatsapp.send_message: one text (≤ 4096 characters) to one user, through the Graph API, or into
-// the offline outbox when no access token is configured. The producer chooses the key; the
+// the offline outbox when no access token is configured. `to` is a phone number or a BSUID; the
+// user's current one is looked up at send time (identity.ts), and its shape picks the Graph API
+// field (`to` or `recipient`). The producer chooses the key; the
 // outbound row is keyed by it too, so a message the Graph API accepted is never sent again by a
 // later delivery of the same task. (A crash between Meta's answer and our write can still send
 // twice: the Graph API has no idempotency key.)
@@ -7,6 +9,7 @@ import { z } from 'zod';
 import { defineTask } from '../../tasks/define-task.ts';
 import { NonRetryableError, RetryAfterError } from '../../tasks/task-errors.ts';
 import { classifyGraphError, GraphApiError, type WhatsAppApi } from './graph-api.ts';
+import { currentAddress, recipientFields } from './identity.ts';
 import { MAX_TEXT_LENGTH } from './replies.ts';
 import { claimOutbound, markAccepted, markFailed, markOffline } from './whatsapp.repository.ts';
 
@@ -42,9 +45,11 @@ export const sendMessageTask = defineTask({
   payload: sendMessagePayload,
   deadlineSeconds: 30,
   async handler(ctx) {
-    const { to, text, replyTo } = ctx.payload;
+    const { text, replyTo } = ctx.payload;
     const { api, phoneNumberId } = ctx.services.whatsapp;
     const at = () => new Date(ctx.clock.now());
+    // The user's address now: a reply queued before they moved to a new number or BSUID follows them.
+    const to = await currentAddress(ctx.db, ctx.payload.to);
     const row = await claimOutbound(ctx.db, {
       sendKey: ctx.idempotencyKey,
       to,
@@ -56,7 +61,7 @@ export const sendMessageTask = defineTask({
 
     if (!api) {
       const request = {
-        to,
+        ...recipientFields(to),
         type: 'text',
         text: { body: text },
         ...(replyTo ? { context: { message_id: replyTo } } : {}),

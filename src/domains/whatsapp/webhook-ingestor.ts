@@ -92,7 +92,12 @@ export class WebhookIngestor {
         body: m.body,
         payload: {
           message: m.raw,
-          contact: { name: m.name ?? undefined, waId: m.phone ?? undefined, userId: m.bsuid ?? undefined },
+          contact: {
+            name: m.name ?? undefined,
+            username: m.username ?? undefined,
+            waId: m.phone ?? undefined,
+            userId: m.bsuid ?? undefined,
+          },
         },
         messageAt: m.messageAt,
         at,

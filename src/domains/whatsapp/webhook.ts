@@ -2,6 +2,7 @@
 // payload schema (what Meta sends, unknown fields ignored). Ingestion is webhook-ingestor.ts.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { senderOf } from './identity.ts';
 
 /** Meta's webhook payloads can be larger than our 1 MiB default (BSP guides mention up to 3 MB). */
 export const WEBHOOK_BODY_LIMIT_BYTES = 3 * 1024 * 1024;
@@ -67,7 +68,7 @@ const inboundMessageSchema = z.looseObject({
 const contactSchema = z.looseObject({
   wa_id: z.string().max(64).optional(),
   user_id: z.string().max(160).optional(),
-  profile: z.looseObject({ name: z.string().max(512).optional() }).optional(),
+  profile: z.looseObject({ name: z.string().max(512).optional(), username: z.string().max(512).optional() }).optional(),
 });
 
 const statusSchema = z.looseObject({
@@ -104,6 +105,7 @@ export interface ParsedInbound {
   phone: string | null;
   bsuid: string | null;
   name: string | null;
+  username: string | null;
   phoneNumberId: string | null;
   type: string;
   body: string | null;
@@ -160,23 +162,17 @@ export function parseWebhook(json: unknown): ParsedWebhook {
       }
       const { metadata, contacts = [], messages = [], statuses = [] } = value.data;
       for (const m of messages) {
-        const contact =
-          contacts.find((k) => (m.from && k.wa_id === m.from) || (m.from_user_id && k.user_id === m.from_user_id)) ??
-          (contacts.length === 1 ? contacts[0] : undefined);
-        const phone = m.from ?? contact?.wa_id ?? null;
-        const bsuid = m.from_user_id ?? contact?.user_id ?? null;
-        if (!phone && !bsuid) {
+        const sender = senderOf(m, contacts);
+        if (!sender) {
           result.ignored.push(`message ${m.id} names no sender`);
           continue;
         }
         result.messages.push({
           wamid: m.id,
-          phone,
-          bsuid,
-          name: contact?.profile?.name ?? null,
+          ...sender,
           phoneNumberId: metadata?.phone_number_id ?? null,
           type: m.type,
-          body: m.text?.body ?? null,
+          body: readableText(m),
           messageAt: seconds(m.timestamp),
           raw: m,
         });
@@ -194,6 +190,39 @@ export function parseWebhook(json: unknown): ParsedWebhook {
     }
   }
   return result;
+}
+
+/** A field of the message's type-specific object, if it is a string. */
+function field(m: InboundMessagePayload, object: string, key: string): string | undefined {
+  const value = (m[object] as Record<string, unknown> | undefined)?.[key];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * The words a message carries, whatever its type: a text's body, the title of the button or list
+ * row the user tapped (`interactive` button_reply / list_reply), a template quick-reply button's
+ * text (`button`), a picture's, video's or document's caption. Null when there are none.
+ */
+export function readableText(m: InboundMessagePayload): string | null {
+  switch (m.type) {
+    case 'text':
+      return m.text?.body ?? null;
+    case 'interactive': {
+      const kind = field(m, 'interactive', 'type');
+      const reply = kind
+        ? ((m.interactive as Record<string, unknown>)[kind] as Record<string, unknown> | undefined)
+        : undefined;
+      return typeof reply?.title === 'string' ? reply.title : null;
+    }
+    case 'button':
+      return field(m, 'button', 'text') ?? null;
+    case 'image':
+    case 'video':
+    case 'document':
+      return field(m, m.type, 'caption') ?? null;
+    default:
+      return null;
+  }
 }
 
 export interface ExampleMessage {

@@ -126,7 +126,10 @@ export interface InboundMessage {
   type: string;
   body: string | null;
   status: 'received' | 'processed';
-  payload: { message?: Record<string, unknown>; contact?: { name?: string; waId?: string; userId?: string } };
+  payload: {
+    message?: Record<string, unknown>;
+    contact?: { name?: string; username?: string; waId?: string; userId?: string };
+  };
   messageAt: Date | null;
 }
 
@@ -151,7 +154,7 @@ export async function findInbound(q: Queryable, wamid: string): Promise<InboundM
   };
 }
 
-export async function markProcessed(q: Queryable, wamid: string, contactId: number, at: Date): Promise<void> {
+export async function markProcessed(q: Queryable, wamid: string, contactId: number | null, at: Date): Promise<void> {
   await q.query(
     `UPDATE whatsapp_messages SET status = 'processed', contact_id = $2, updated_at = $3 WHERE wamid = $1 AND direction = 'in'`,
     [wamid, contactId, at],
@@ -163,9 +166,10 @@ export interface Contact {
   accountId: number;
   phone: string | null;
   bsuid: string | null;
+  username: string | null;
 }
 
-const CONTACT_COLUMNS = 'id, account_id, phone, bsuid';
+const CONTACT_COLUMNS = 'c.id, c.account_id, c.phone, c.bsuid, c.username';
 
 function toContact(row: Record<string, unknown>): Contact {
   return {
@@ -173,19 +177,65 @@ function toContact(row: Record<string, unknown>): Contact {
     accountId: Number(row.account_id),
     phone: (row.phone as string | null) ?? null,
     bsuid: (row.bsuid as string | null) ?? null,
+    username: (row.username as string | null) ?? null,
   };
 }
 
-/** The contact with this BSUID, else this phone number, locked for the rest of the transaction. */
-export async function findContact(
+/**
+ * The contacts that hold this BSUID and this phone number now, locked for the rest of the
+ * transaction (they may be one contact, two, or none). The rules that choose among them are in
+ * identity.ts.
+ */
+export async function contactsHolding(
   q: Queryable,
   who: { phone: string | null; bsuid: string | null },
+): Promise<{ byBsuid: Contact | undefined; byPhone: Contact | undefined }> {
+  if (!who.phone && !who.bsuid) return { byBsuid: undefined, byPhone: undefined };
+  const r = await q.query<Record<string, unknown>>(
+    `SELECT ${CONTACT_COLUMNS} FROM whatsapp_contacts c
+      WHERE ($1::text IS NOT NULL AND c.bsuid = $1) OR ($2::text IS NOT NULL AND c.phone = $2)
+      ORDER BY c.id FOR UPDATE`,
+    [who.bsuid, who.phone],
+  );
+  const contacts = r.rows.map(toContact);
+  return {
+    byBsuid: who.bsuid ? contacts.find((c) => c.bsuid === who.bsuid) : undefined,
+    byPhone: who.phone ? contacts.find((c) => c.phone === who.phone) : undefined,
+  };
+}
+
+/** The contact that used this id (a phone number or a BSUID) before, locked. */
+export async function contactFormerlyHolding(
+  q: Queryable,
+  id: string,
+  kind: 'phone' | 'bsuid',
 ): Promise<Contact | undefined> {
   const r = await q.query<Record<string, unknown>>(
-    `SELECT ${CONTACT_COLUMNS} FROM whatsapp_contacts
-      WHERE ($1::text IS NOT NULL AND bsuid = $1) OR ($2::text IS NOT NULL AND phone = $2)
-      ORDER BY (bsuid = $1) DESC NULLS LAST LIMIT 1 FOR UPDATE`,
-    [who.bsuid, who.phone],
+    `SELECT ${CONTACT_COLUMNS} FROM whatsapp_contact_former_ids f JOIN whatsapp_contacts c ON c.id = f.contact_id
+      WHERE f.former_id = $1 AND f.kind = $2 FOR UPDATE OF c`,
+    [id, kind],
+  );
+  return r.rows[0] ? toContact(r.rows[0]) : undefined;
+}
+
+/** The contact of an account (one account has at most one contact). */
+export async function contactOfAccount(q: Queryable, accountId: number): Promise<Contact | undefined> {
+  const r = await q.query<Record<string, unknown>>(
+    `SELECT ${CONTACT_COLUMNS} FROM whatsapp_contacts c WHERE c.account_id = $1`,
+    [accountId],
+  );
+  return r.rows[0] ? toContact(r.rows[0]) : undefined;
+}
+
+/** The contact that holds this id now, else the one that held it before (phone or BSUID). */
+export async function contactByAnyId(q: Queryable, id: string): Promise<Contact | undefined> {
+  const r = await q.query<Record<string, unknown>>(
+    `SELECT ${CONTACT_COLUMNS}, 0 AS rank FROM whatsapp_contacts c WHERE c.phone = $1 OR c.bsuid = $1
+     UNION ALL
+     SELECT ${CONTACT_COLUMNS}, 1 AS rank FROM whatsapp_contact_former_ids f
+       JOIN whatsapp_contacts c ON c.id = f.contact_id WHERE f.former_id = $1
+     ORDER BY rank LIMIT 1`,
+    [id],
   );
   return r.rows[0] ? toContact(r.rows[0]) : undefined;
 }
@@ -193,38 +243,72 @@ export async function findContact(
 /** Inserts a contact; undefined when a concurrent first message of the same user won the race. */
 export async function insertContact(
   q: Queryable,
-  c: { accountId: number; phone: string | null; bsuid: string | null; name: string | null; at: Date },
+  c: {
+    accountId: number;
+    phone: string | null;
+    bsuid: string | null;
+    name: string | null;
+    username?: string | null;
+    at: Date;
+  },
 ): Promise<Contact | undefined> {
   const r = await q.query<Record<string, unknown>>(
-    `INSERT INTO whatsapp_contacts (account_id, phone, bsuid, profile_name, created_at)
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING ${CONTACT_COLUMNS}`,
-    [c.accountId, c.phone, c.bsuid, c.name, c.at],
+    `INSERT INTO whatsapp_contacts AS c (account_id, phone, bsuid, profile_name, username, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING ${CONTACT_COLUMNS}`,
+    [c.accountId, c.phone, c.bsuid, c.name, c.username ?? null, c.at],
   );
-  return r.rows[0] ? toContact(r.rows[0]) : undefined;
+  const contact = r.rows[0] ? toContact(r.rows[0]) : undefined;
+  if (contact) {
+    // An id that is now someone's current one is no longer anyone's former one.
+    await q.query('DELETE FROM whatsapp_contact_former_ids WHERE former_id = $1 OR former_id = $2', [c.phone, c.bsuid]);
+  }
+  return contact;
 }
 
-/** Fills in what a later message tells about the user (a BSUID, a phone, a new profile name). */
+/** What a later message tells about the user that is not an identifier: names, the last message time. */
 export async function touchContact(
   q: Queryable,
   id: number,
-  c: { phone: string | null; bsuid: string | null; name: string | null; inboundAt: Date },
+  c: { name: string | null; username?: string | null; inboundAt: Date },
 ): Promise<void> {
   await q.query(
-    `UPDATE whatsapp_contacts SET phone = COALESCE(phone, $2), bsuid = COALESCE(bsuid, $3),
-       profile_name = COALESCE($4, profile_name),
-       last_inbound_at = GREATEST(COALESCE(last_inbound_at, $5), $5)
+    `UPDATE whatsapp_contacts SET profile_name = COALESCE($2, profile_name), username = COALESCE($3, username),
+       last_inbound_at = GREATEST(COALESCE(last_inbound_at, $4), $4)
      WHERE id = $1`,
-    [id, c.phone, c.bsuid, c.name, c.inboundAt],
+    [id, c.name, c.username ?? null, c.inboundAt],
   );
 }
 
-/** The user now writes from another number (a `user_changed_number` system message). */
-export async function changePhone(q: Queryable, id: number, phone: string): Promise<void> {
-  await q.query(
-    `UPDATE whatsapp_contacts SET phone = $2
-      WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM whatsapp_contacts WHERE phone = $2 AND id <> $1)`,
-    [id, phone],
-  );
+const ID_COLUMNS = { phone: 'phone', bsuid: 'bsuid' } as const;
+
+/**
+ * Gives the contact this phone number or BSUID as its current one; the one it replaces is kept
+ * as a former id. Refused (false) when another contact holds it now: identity.ts decides then.
+ */
+export async function setContactId(
+  q: Queryable,
+  contact: Contact,
+  kind: 'phone' | 'bsuid',
+  value: string,
+  at: Date,
+): Promise<boolean> {
+  const column = ID_COLUMNS[kind];
+  const current = contact[kind];
+  if (current === value) return true;
+  const taken = await q.query(`SELECT 1 FROM whatsapp_contacts WHERE ${column} = $1 AND id <> $2`, [value, contact.id]);
+  if (taken.rows.length > 0) return false;
+  if (current !== null) {
+    await q.query(
+      `INSERT INTO whatsapp_contact_former_ids (former_id, kind, contact_id, replaced_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (former_id) DO UPDATE SET kind = EXCLUDED.kind, contact_id = EXCLUDED.contact_id,
+         replaced_at = EXCLUDED.replaced_at`,
+      [current, kind, contact.id, at],
+    );
+  }
+  await q.query('DELETE FROM whatsapp_contact_former_ids WHERE former_id = $1', [value]);
+  await q.query(`UPDATE whatsapp_contacts SET ${column} = $2 WHERE id = $1`, [contact.id, value]);
+  contact[kind] = value;
+  return true;
 }
 
 export interface OutboundMessage {
