@@ -2,20 +2,25 @@
 // with U+0000 in them end with a post; a generate_post whose final transaction fails on its last
 // attempt gives the credits back and tells the user once, and a scrape that dies on its last
 // attempt tells the user once; the holds sweep releases an abandoned hold once and leaves a hold
-// whose task is still in progress alone. Through the app, as Cloud Tasks delivers, against a
-// local page server and the fake OpenAI-compatible server.
+// whose task is still in progress alone. Through the app, as Cloud Tasks delivers (the test clock
+// ages the holds), against a local page server and the fake OpenAI-compatible server; the last
+// test runs the NUL case through `npm start` against the fake Graph API as well.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { balanceOf, createAccount, grantSignup, history, reserve } from '../../src/domains/credits/credits.service.ts';
 import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { HOLD_SWEEP_AFTER_SECONDS, schedules, tasks } from '../../src/task-registry.ts';
+import { runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
+import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { type FakeOpenAI, startFakeOpenAI } from '../helpers/fake-openai.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
-import { testDbKind } from '../helpers/test-db.ts';
+import { createTestDb, testDbKind } from '../helpers/test-db.ts';
 
 const APP_SECRET = 'holds-nul-secret';
 const ARTICLE = readFileSync(new URL('../fixtures/pages/blog-post.html', import.meta.url), 'utf8');
@@ -338,4 +343,70 @@ describe(`credits holds and NUL characters (${testDbKind})`, () => {
     assert.equal(await balanceOf(t.db, accountId), 6);
     assert.equal(sent().length, 2);
   });
+});
+
+test(`through npm start: a page with NUL bytes and a model answer with NUL characters end with a post and one charge (${testDbKind})`, async () => {
+  const graph = await startFakeGraphApi();
+  const llm = await startFakeOpenAI();
+  llm.script('nul-characters');
+  const pages = await startPageServer();
+  const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
+  const ports = await servicePorts();
+  const base = ports.PUBLIC_BASE_URL!;
+  const env: Record<string, string> = {
+    ...ports,
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-holds-nul-')),
+    ...(db?.url ? { DATABASE_URL: db.url } : {}),
+    WHATSAPP_APP_SECRET: APP_SECRET,
+    WHATSAPP_ACCESS_TOKEN: graph.accessToken,
+    WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
+    WHATSAPP_API_BASE_URL: graph.baseUrl,
+    SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
+    LLM_BASE_URL: llm.baseURL,
+    LLM_MODEL: 'test-model',
+    LLM_API_KEY: 'sk-test',
+    SIGNUP_CREDITS: '5',
+    POST_COST_CREDITS: '2',
+  };
+  const service = startBackend(['serve'], env);
+  const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
+  try {
+    await service.waitForLine(/"listening on http/);
+    const from = '15550309876';
+    const body = textWebhook([{ from, text: `Write a post from ${pages.url}/nul`, wamid: 'wamid.E2ENUL1' }]);
+    const r = await fetch(`${base}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      body,
+    });
+    assert.equal(r.status, 200);
+    const sentMessages = await graph.waitForSent(2);
+    const ready = textOf(sentMessages[1]!);
+    assert.match(ready, /Your post is ready: \*Nul What to know about /);
+    assert.ok(!ready.includes('\u0000'));
+    const link = new RegExp(`${base}/posts/[a-z0-9-]+`).exec(ready)?.[0];
+    assert.ok(link, ready);
+    const html = await (await fetch(link)).text();
+    assert.match(html, /At its core/);
+    assert.equal(pages.hits.filter((h) => h === '/nul').length, 1, 'the page was fetched once');
+    assert.equal(llm.requests.length, 1, 'the model was asked once');
+
+    const conversations = await runBackend(['whatsapp', 'conversations', '--user', from, '--json'], env);
+    assert.equal(conversations.code, 0, conversations.stderr);
+    const accountId = JSON.parse(conversations.stdout.trim().split('\n')[0]!).accountId as number;
+    const history = await runBackend(['credits', 'history', String(accountId)], env);
+    assert.equal(history.code, 0, history.stderr);
+    assert.match(history.stdout, /balance 3/);
+    assert.equal((history.stdout.match(/ charge /g) ?? []).length, 1);
+    assert.equal((history.stdout.match(/ refund /g) ?? []).length, 0);
+    assert.equal(graph.sent().length, 2);
+  } finally {
+    service.child.kill('SIGTERM');
+    await service.exit;
+    await graph.close();
+    await llm.close();
+    await pages.close();
+    await db?.close();
+    rmSync(env.DATA_DIR!, { recursive: true, force: true });
+  }
 });
