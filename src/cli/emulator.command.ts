@@ -15,6 +15,7 @@ interface EmulatorCliOptions {
   httpPort: number;
   dataDir?: string;
   host: string;
+  allowHost: string[];
 }
 
 export function emulatorCommand(program: Command): void {
@@ -24,17 +25,30 @@ export function emulatorCommand(program: Command): void {
     .option('--grpc-port <port>', 'gRPC port, 0 for any free one', parsePort, DEFAULT_GRPC_PORT)
     .option('--http-port <port>', 'REST/JSON and OIDC issuer port, 0 for any free one', parsePort, DEFAULT_HTTP_PORT)
     .option('--data-dir <dir>', 'keep queues, tasks, jobs and the signing key here (default: memory only)')
-    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option(
+      '--host <host>',
+      'interface to listen on; anything but loopback lets other machines create tasks with signed tokens',
+      '127.0.0.1',
+    )
+    .option(
+      '--allow-host <name>',
+      'a host name REST clients may use besides localhost and IP addresses (repeatable; e.g. a container name)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
     .action(async (options: EmulatorCliOptions) => {
       const { startEmulator } = await import('../emulator/index.ts');
       const emulator = await startEmulator({
         host: options.host,
+        allowedHosts: options.allowHost,
         grpcPort: options.grpcPort,
         httpPort: options.httpPort,
         ...(options.dataDir ? { dataDir: options.dataDir } : {}),
         log: (level, message, data) => {
           if (level === 'warn' || level === 'error') {
-            process.stderr.write(`emulator ${level}: ${message}${data ? ` ${JSON.stringify(data)}` : ''}\n`);
+            // A multi-line message (the warning about listening beyond loopback) is shown as a block.
+            const text = message.includes('\n') ? `\n${message}\n` : message;
+            process.stderr.write(`emulator ${level}: ${text}${data ? ` ${JSON.stringify(data)}` : ''}\n`);
           }
         },
       });
@@ -66,7 +80,8 @@ function banner(emulator: Emulator, dataDir: string | undefined): string {
     'Node (@google-cloud/tasks; the same options work for CloudSchedulerClient):',
     `  gRPC: new CloudTasksClient({ apiEndpoint: '${host}', port: ${emulator.grpcPort}, sslCreds: gax.grpc.credentials.createInsecure(), authClient: new PassThroughClient() })`,
     `  REST: new CloudTasksClient({ fallback: 'rest', protocol: 'http', apiEndpoint: '${host}', port: ${emulator.httpPort}, authClient: new PassThroughClient() })`,
-    `  curl: curl ${emulator.httpUrl}/v2/projects/dev/locations/local/queues`,
+    `  curl: curl ${emulator.httpUrl}/v2/projects/dev/locations/local/queues   (POST/PATCH: -H 'Content-Type: application/json')`,
+    'Browsers are refused (any Origin header), and so is a Host that does not name this machine.',
     'Other languages: docs/emulator.md. Stop with Ctrl+C.',
     '',
   ];

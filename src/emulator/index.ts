@@ -8,6 +8,7 @@ import { Deliverer } from './deliver.ts';
 import { EmulatorEmitter } from './events.ts';
 import { startGrpcServer } from './grpc-server.ts';
 import { memoryJournal, openJournal } from './journal.ts';
+import { exposureWarning, isLoopbackAddress } from './lockdown.ts';
 import { Signer } from './oidc.ts';
 import { loadServices } from './protos.ts';
 import { startRestServer } from './rest-server.ts';
@@ -31,8 +32,14 @@ export const DEFAULT_HTTP_PORT = 8124;
 const HOUR_MS = 3_600_000;
 
 export interface EmulatorOptions {
-  /** Interface both servers listen on. (Default: '127.0.0.1') */
+  /** Interface both servers listen on; anything but loopback is warned about. (Default: '127.0.0.1') */
   host?: string;
+  /**
+   * Host names (e.g. a container's service name) that REST requests may name in `Host`, besides
+   * localhost, loopback addresses, the bound address and the issuer's host; others are refused
+   * (DNS rebinding). (Default: none)
+   */
+  allowedHosts?: readonly string[];
   /** gRPC port; 0 picks a free one. (Default: 8123) */
   grpcPort?: number;
   /** REST/JSON and OIDC issuer port; 0 picks a free one. (Default: 8124) */
@@ -159,6 +166,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     signer,
     issuer: () => ctx.issuer,
     baseUrl: () => httpUrl,
+    allowedHosts: options.allowedHosts ?? [],
     log,
   });
   httpUrl = `http://${urlHost}:${rest.port}`;
@@ -177,6 +185,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     httpUrl,
     dataDir: options.dataDir,
   });
+  if (!isLoopbackAddress(host)) log('warn', exposureWarning(host, { grpc: grpc.port, http: rest.port }));
   wake();
 
   let closing: Promise<void> | undefined;

@@ -1,11 +1,13 @@
 // The REST/JSON transport (the clients' `fallback: 'rest'` mode, and curl), routed by the
 // google.api.http bindings in the protos, plus the OIDC issuer's discovery document and keys.
-// Requests and answers are proto3 JSON; errors are {"error":{code,message,status}}.
+// Requests and answers are proto3 JSON; errors are {"error":{code,message,status}}. Browsers and
+// foreign Host names are refused before anything is read (lockdown.ts says why).
 import http from 'node:http';
 import type protobuf from 'protobufjs';
 import type { LogFn } from './context.ts';
 import { ApiError, Code, codeName, httpStatusOf, invalidArgument, toApiError } from './errors.ts';
 import type { BoundService, Handler } from './grpc-server.ts';
+import { type HostPolicy, refusal } from './lockdown.ts';
 import type { Signer } from './oidc.ts';
 import { fromJson, type HttpBinding, type MethodSpec, toJson } from './protos.ts';
 
@@ -34,6 +36,8 @@ export interface RestOptions {
   /** The issuer and base URL are known only once the port is. */
   issuer: () => string;
   baseUrl: () => string;
+  /** Host names besides loopback and the bound address that requests may name in `Host`. */
+  allowedHosts?: readonly string[];
   log: LogFn;
 }
 
@@ -44,7 +48,26 @@ export async function startRestServer(options: RestOptions): Promise<RestServer>
       for (const binding of method.http) routes.push({ ...compile(binding), method, handler: handlers[method.name] });
     }
   }
+  let policy: HostPolicy | undefined;
   const server = http.createServer((req, res) => {
+    // The issuer is known once the port is: its host (e.g. a container's name) is accepted too.
+    policy ??= { bound: options.host, allowed: [...(options.allowedHosts ?? []), issuerHost(options.issuer())] };
+    const refused = refusal(req, policy);
+    if (refused) {
+      options.log('warn', `REST request refused: ${refused.message}`, {
+        method: req.method,
+        path: req.url,
+        origin: req.headers.origin,
+      });
+      res.setHeader('Connection', 'close');
+      return sendJson(res, refused.status, {
+        error: {
+          code: refused.status,
+          message: refused.message,
+          status: refused.status === 403 ? 'PERMISSION_DENIED' : 'INVALID_ARGUMENT',
+        },
+      });
+    }
     handle(req, res, routes, options).catch((err: unknown) => {
       options.log('error', 'REST request failed', { err: String(err) });
       if (!res.headersSent) sendError(res, toApiError(err));
@@ -124,6 +147,14 @@ async function handle(
     const apiError = toApiError(err);
     if (apiError.code === Code.INTERNAL) options.log('error', `${route.method.name} failed`, { err: String(err) });
     sendError(res, apiError);
+  }
+}
+
+function issuerHost(issuer: string): string {
+  try {
+    return new URL(issuer).hostname;
+  } catch {
+    return '';
   }
 }
 

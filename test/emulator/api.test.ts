@@ -383,6 +383,7 @@ describe('REST errors', () => {
     assert.equal(created.status, 200);
     const dup = await fetch(`${emulator.httpUrl}/v2/${PARENT}/queues`, {
       method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ name: `${PARENT}/queues/curl` }),
     });
     assert.equal(dup.status, 409);
