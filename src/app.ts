@@ -80,6 +80,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       clock: deps.clock,
       enqueue: deps.enqueue,
       secret: config.stripe.webhookSecret,
+      secretKey: config.stripe.secretKey,
+      apiBaseUrl: config.stripe.apiBaseUrl,
     });
   }
   pushRoutes(app, {

@@ -19,6 +19,7 @@ export const SECRET_VARIABLES = [
   'WHATSAPP_ACCESS_TOKEN',
   'LLM_API_KEY',
   'STRIPE_WEBHOOK_SECRET',
+  'STRIPE_SECRET_KEY',
   'OAUTH_CLIENT_SECRET',
   'SESSION_SECRET',
 ] as const;
@@ -100,6 +101,12 @@ const envSchema = z.object({
     z.string().startsWith('whsec_', { error: 'expected a Stripe signing secret (whsec_…)' }),
   ),
   STRIPE_PAYMENT_LINK_URL: optional(httpUrl('an https://buy.stripe.com/… Payment Link URL')),
+  STRIPE_SECRET_KEY: optional(
+    z.string().regex(/^(sk|rk)_(live|test)_\w+$/, {
+      error: 'expected a Stripe secret or restricted key (sk_live_…, sk_test_…, rk_…)',
+    }),
+  ),
+  STRIPE_API_BASE_URL: optional(httpUrl()),
   OAUTH_ISSUER_URL: optional(httpUrl()),
   OAUTH_CLIENT_ID: optional(z.string()),
   OAUTH_CLIENT_SECRET: optional(z.string()),
@@ -190,7 +197,14 @@ export interface Config {
     readonly apiKey: string | undefined;
     readonly model: string | undefined;
   };
-  readonly stripe: { readonly webhookSecret: string | undefined; readonly paymentLinkUrl: string | undefined };
+  readonly stripe: {
+    readonly webhookSecret: string | undefined;
+    readonly paymentLinkUrl: string | undefined;
+    /** Reads a session's line items, and sets the mode (live or test) events must have. */
+    readonly secretKey: string | undefined;
+    /** Stripe's API server (a local fake in tests). */
+    readonly apiBaseUrl: string | undefined;
+  };
   readonly credits: {
     /** Credits a new account starts with (its sign-up grant). */
     readonly signupCredits: number;
@@ -342,7 +356,12 @@ export function loadConfig(env: Env = process.env): Config {
       apiBaseUrl: (e.WHATSAPP_API_BASE_URL ?? 'https://graph.facebook.com/v23.0').replace(/\/+$/, ''),
     },
     llm: { baseUrl: e.LLM_BASE_URL, apiKey: e.LLM_API_KEY, model: e.LLM_MODEL },
-    stripe: { webhookSecret: e.STRIPE_WEBHOOK_SECRET, paymentLinkUrl: e.STRIPE_PAYMENT_LINK_URL },
+    stripe: {
+      webhookSecret: e.STRIPE_WEBHOOK_SECRET,
+      paymentLinkUrl: e.STRIPE_PAYMENT_LINK_URL,
+      secretKey: e.STRIPE_SECRET_KEY,
+      apiBaseUrl: e.STRIPE_API_BASE_URL,
+    },
     credits: {
       signupCredits: e.SIGNUP_CREDITS ?? 10,
       monthlyGrantBatchSize: e.MONTHLY_GRANT_BATCH_SIZE ?? 500,

@@ -24,3 +24,9 @@ export function insufficientCreditsReply(balance: number, cost: number): string 
   const need = `${cost} ${cost === 1 ? 'credit' : 'credits'}`;
   return `A post costs ${need} and you have ${have}, so I haven't started it and nothing was charged. Send "topup" to buy more credits.`;
 }
+
+/** A top-up landed: sent once per payment, with the balance it left. */
+export function topupConfirmedReply(credits: number, balance: number): string {
+  const added = `${credits} ${credits === 1 ? 'credit' : 'credits'}`;
+  return `Payment received: ${added} added. ${balanceReply(balance)}`;
+}

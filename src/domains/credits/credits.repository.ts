@@ -66,3 +66,38 @@ export const INSERT_UNMATCHED_PAYMENT = `
   INSERT INTO stripe_unmatched_payments (event_id, object_id, client_reference_id, reason, payload, created_at)
   VALUES ($1, $2, $3, $4, $5, $6)
   ON CONFLICT (event_id) DO NOTHING`;
+
+/** Records a payment the webhook credits (or enqueued the crediting of); a known one is left as it is. */
+export const INSERT_STRIPE_PAYMENT = `
+  INSERT INTO stripe_payments (payment_key, account_id, payment_intent_id, checkout_session_id, credits, amount,
+                               currency, livemode, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+  ON CONFLICT DO NOTHING`;
+
+/** The credited payment a charge or a dispute names through its payment intent. */
+export const SELECT_STRIPE_PAYMENT_BY_INTENT = `
+  SELECT payment_key, account_id, credits, amount, currency FROM stripe_payments WHERE payment_intent_id = $1`;
+
+/** One refund state or dispute step, if claimed before. */
+export const SELECT_CLAWBACK = 'SELECT ref, credits_due, credits_moved, shortfall FROM stripe_clawbacks WHERE ref = $1';
+
+/** What a payment's refunds, disputes and won disputes asked for so far, by kind. */
+export const SUM_CLAWBACKS_BY_KIND = `
+  SELECT kind, COALESCE(SUM(credits_due), 0) AS due FROM stripe_clawbacks WHERE payment_key = $1 GROUP BY kind`;
+
+/** Claims a refund state or dispute step; no row back means it was claimed before. */
+export const INSERT_CLAWBACK = `
+  INSERT INTO stripe_clawbacks (ref, payment_key, kind, money, credits_due, credits_moved, shortfall, event_id, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+  ON CONFLICT (ref) DO NOTHING
+  RETURNING ref`;
+
+/** A won dispute owes nothing: its shortfall is no longer an operator's to chase. */
+export const CLEAR_CLAWBACK_SHORTFALL = 'UPDATE stripe_clawbacks SET shortfall = 0 WHERE ref = $1';
+
+/** The WhatsApp address of an account's contact (phone number, else BSUID), to tell it a top-up landed. */
+export const SELECT_ACCOUNT_WHATSAPP = `
+  SELECT COALESCE(phone, bsuid) AS address FROM whatsapp_contacts WHERE account_id = $1`;
+
+/** Whether a Stripe event id was recorded (to skip Stripe API reads for a redelivered event). */
+export const SELECT_STRIPE_EVENT = 'SELECT 1 FROM stripe_events WHERE event_id = $1';

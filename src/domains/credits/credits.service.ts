@@ -7,7 +7,17 @@ import { randomUUID } from 'node:crypto';
 import type { Queryable, Tx } from '../../db/db.ts';
 import * as sql from './credits.repository.ts';
 
-export type LedgerKind = 'signup_grant' | 'monthly_grant' | 'topup' | 'charge' | 'refund' | 'adjustment';
+export type LedgerKind =
+  | 'signup_grant'
+  | 'monthly_grant'
+  | 'topup'
+  | 'charge'
+  | 'refund'
+  | 'adjustment'
+  // Credits following money back to the customer (stripe-money.ts): a refund, a dispute, a won dispute.
+  | 'refund_clawback'
+  | 'dispute_clawback'
+  | 'dispute_reversal';
 
 export interface LedgerEntry {
   id: number;

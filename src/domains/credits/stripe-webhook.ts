@@ -2,10 +2,11 @@
 // it, without the SDK) and the events this service acts on.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { Db } from '../../db/db.ts';
+import type { Db, Queryable } from '../../db/db.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import * as sql from './credits.repository.ts';
 import { balanceOf } from './credits.service.ts';
+import { applyDispute, applyRefund, closeDispute, type MoneyResult } from './stripe-money.ts';
 import { paymentKey } from './topup.task.ts';
 
 /** Stripe's default: a signature older than this many seconds is refused (replay window). */
@@ -65,20 +66,42 @@ export const stripeEventSchema = z.object({
 
 export type StripeEvent = z.infer<typeof stripeEventSchema>;
 
+/** An expandable field: the id, whether Stripe sent the id or the object. */
+const expandable = z
+  .union([z.string(), z.object({ id: z.string() })])
+  .nullish()
+  .transform((v) => (typeof v === 'string' ? v : v?.id));
+
 const checkoutSessionSchema = z.object({
   id: z.string().min(1),
   payment_status: z.string().optional(),
   client_reference_id: z.string().nullish(),
-  payment_intent: z
-    .union([z.string(), z.object({ id: z.string() })])
-    .nullish()
-    .transform((v) => (typeof v === 'string' ? v : v?.id)),
+  payment_intent: expandable,
+  amount_total: z.number().int().nonnegative().nullish(),
+  currency: z.string().nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
 });
 
 const paymentIntentSchema = z.object({
   id: z.string().min(1),
+  amount: z.number().int().nonnegative().nullish(),
+  amount_received: z.number().int().nonnegative().nullish(),
+  currency: z.string().nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
+});
+
+const chargeSchema = z.object({
+  id: z.string().min(1),
+  amount: z.number().int().nonnegative(),
+  amount_refunded: z.number().int().nonnegative(),
+  payment_intent: expandable,
+});
+
+const disputeSchema = z.object({
+  id: z.string().min(1),
+  amount: z.number().int().nonnegative(),
+  status: z.string().min(1),
+  payment_intent: expandable,
 });
 
 /** What a payment event asks for: a top-up, a payment kept for an operator, or nothing. */
@@ -89,6 +112,9 @@ export type PaymentAction =
       credits: number;
       checkoutSessionId?: string;
       paymentIntentId?: string;
+      /** What was paid (0 for a session a promotion code made free), smallest currency unit. */
+      amount?: number;
+      currency?: string;
     }
   | { kind: 'unmatched'; objectId: string; clientReferenceId: string | null; reason: string }
   | { kind: 'ignore'; reason: string };
@@ -96,11 +122,14 @@ export type PaymentAction =
 const ACCOUNT_ID = /^[1-9]\d{0,15}$/;
 const CREDITS = /^[1-9]\d{0,8}$/;
 
+/** Session payment states that credit: paid, and free (a 100% promotion code: nothing to pay). */
+const CREDITING_STATUSES = new Set(['paid', 'no_payment_required']);
+
 /**
- * Maps an event to its action. A paid Checkout Session names the account in
- * client_reference_id and the credits in metadata.credits. A payment_intent.succeeded acts only
- * when its own metadata carries account_id and credits (payment_intent_data.metadata); both are
- * keyed on the payment intent, so one payment credits once whichever event arrives first.
+ * Maps an event to its action. A paid (or free) Checkout Session names the account in
+ * client_reference_id and the credits of one unit in metadata.credits. A payment_intent.succeeded
+ * acts only when its own metadata carries account_id and credits (payment_intent_data.metadata);
+ * both are keyed on the payment intent, so one payment credits once whichever event arrives first.
  */
 export function paymentAction(event: StripeEvent): PaymentAction {
   switch (event.type) {
@@ -110,7 +139,7 @@ export function paymentAction(event: StripeEvent): PaymentAction {
       if (!parsed.success) return { kind: 'ignore', reason: 'not a checkout session object' };
       const session = parsed.data;
       // completed with payment_status "unpaid" is a delayed method: async_payment_succeeded follows.
-      if (session.payment_status !== 'paid')
+      if (!CREDITING_STATUSES.has(session.payment_status ?? ''))
         return { kind: 'ignore', reason: `payment_status ${session.payment_status}` };
       const ref = session.client_reference_id ?? null;
       const credits = session.metadata?.credits;
@@ -136,6 +165,8 @@ export function paymentAction(event: StripeEvent): PaymentAction {
         credits: Number(credits),
         checkoutSessionId: session.id,
         ...(session.payment_intent ? { paymentIntentId: session.payment_intent } : {}),
+        amount: session.amount_total ?? 0,
+        ...(session.currency ? { currency: session.currency } : {}),
       };
     }
     case 'payment_intent.succeeded': {
@@ -146,42 +177,146 @@ export function paymentAction(event: StripeEvent): PaymentAction {
       if (!account || !ACCOUNT_ID.test(account) || !credits || !CREDITS.test(credits)) {
         return { kind: 'ignore', reason: 'the checkout session event carries this payment' };
       }
-      return { kind: 'topup', accountId: Number(account), credits: Number(credits), paymentIntentId: parsed.data.id };
+      return {
+        kind: 'topup',
+        accountId: Number(account),
+        credits: Number(credits),
+        paymentIntentId: parsed.data.id,
+        amount: parsed.data.amount_received ?? parsed.data.amount ?? 0,
+        ...(parsed.data.currency ? { currency: parsed.data.currency } : {}),
+      };
     }
     default:
       return { kind: 'ignore', reason: `event type ${event.type} is not handled` };
   }
 }
 
+/** Event types that move credits: payments, refunds and disputes. Others are acknowledged only. */
+const MONEY_EVENTS = new Set([
+  'checkout.session.completed',
+  'checkout.session.async_payment_succeeded',
+  'payment_intent.succeeded',
+  'charge.refunded',
+  'charge.dispute.created',
+  'charge.dispute.closed',
+]);
+
+/** A checkout session's line item as this service reads it: units bought, credits per unit if the price says. */
+export interface SessionLineItem {
+  quantity: number;
+  /** metadata.credits of the item's price, else of its product. */
+  unitCredits: string | undefined;
+}
+
+/** The part of Stripe's API the webhook reads (stripe-api.ts; a fake in tests). */
+export interface StripeApi {
+  listLineItems(checkoutSessionId: string): Promise<SessionLineItem[]>;
+}
+
+export type KeyMode = 'live' | 'test';
+
+/** The mode of a Stripe API key (sk_live_…, rk_test_…), undefined for anything else. */
+export function keyMode(secretKey: string | undefined): KeyMode | undefined {
+  const m = /^(?:sk|rk)_(live|test)_/.exec(secretKey ?? '');
+  return m ? (m[1] as KeyMode) : undefined;
+}
+
+export interface StripeWebhookOptions {
+  /** The configured key's mode: an event of the other mode is recorded and ignored. */
+  keyMode?: KeyMode | undefined;
+  /** With a secret key: a session's line items say how many units were bought. */
+  api?: StripeApi | undefined;
+}
+
+/**
+ * The credits a session bought, from its line items: each item's units × its price's (or
+ * product's) metadata.credits, or, for a single item without its own, the session's
+ * metadata.credits per unit. Anything else is not guessed: a reason for an operator.
+ */
+export function creditsFromLineItems(
+  items: readonly SessionLineItem[],
+  sessionUnitCredits: number,
+): { credits: number } | { reason: string } {
+  if (items.length === 0) return { reason: 'the session has no line items' };
+  let credits = 0;
+  for (const item of items) {
+    const own = item.unitCredits;
+    if (own !== undefined && !CREDITS.test(own)) return { reason: `line item metadata.credits ${own} is not a count` };
+    if (own === undefined && items.length > 1) {
+      return { reason: 'several line items and not every price or product has metadata.credits' };
+    }
+    if (!Number.isSafeInteger(item.quantity) || item.quantity < 1) return { reason: 'a line item has no quantity' };
+    credits += item.quantity * (own === undefined ? sessionUnitCredits : Number(own));
+  }
+  return { credits };
+}
+
 export interface StripeEventOutcome {
   /** duplicate: the event id was seen before and nothing changed. */
-  outcome: 'duplicate' | 'topup_enqueued' | 'unmatched' | 'ignored';
+  outcome: 'duplicate' | 'topup_enqueued' | 'unmatched' | 'ignored' | 'mode_mismatch' | 'clawback' | 'giveback';
   detail?: string;
 }
 
 /**
- * Records a verified event by id and acts on it, in one transaction: a new paid session enqueues
- * credits.topup through the outbox (sent after commit); one naming no known account is kept in
- * stripe_unmatched_payments for an operator; a seen event id changes nothing.
+ * Records a verified event by id and acts on it, in one transaction: a new paid (or free) session
+ * records the payment and enqueues credits.topup through the outbox (sent after commit); a refund
+ * or dispute takes credits back (stripe-money.ts); one naming no known account or payment, or
+ * an event of the other mode than the configured key's, is kept in stripe_unmatched_payments for
+ * an operator; a seen event id changes nothing. With a Stripe API, a session's line items are
+ * read first (outside the transaction), so several units credit each unit.
  */
-export function handleStripeEvent(
+export async function handleStripeEvent(
   db: Db,
   enqueue: Enqueue,
   event: StripeEvent,
   nowMs: number,
+  options: StripeWebhookOptions = {},
 ): Promise<StripeEventOutcome> {
-  const action = paymentAction(event);
+  let action = paymentAction(event);
   const at = new Date(nowMs);
+  const mismatch =
+    options.keyMode !== undefined && MONEY_EVENTS.has(event.type) && event.livemode !== (options.keyMode === 'live');
+  if (!mismatch && action.kind === 'topup' && action.checkoutSessionId && options.api) {
+    const seen = await db.query(sql.SELECT_STRIPE_EVENT, [event.id]);
+    if (seen.rows.length === 0) action = await countUnits(options.api, action);
+  }
   return db.transaction(async (tx) => {
     const fresh = await tx.query(sql.INSERT_STRIPE_EVENT, [event.id, event.type, event.livemode, at]);
     if (fresh.rowCount === 0) return { outcome: 'duplicate' };
+    const object = event.data.object;
+    const keep = (objectId: string, clientReferenceId: string | null, reason: string) =>
+      tx.query(sql.INSERT_UNMATCHED_PAYMENT, [
+        event.id,
+        objectId,
+        clientReferenceId,
+        reason,
+        JSON.stringify(object),
+        at,
+      ]);
     let result: StripeEventOutcome;
-    if (action.kind === 'topup' && (await balanceOf(tx, action.accountId)) !== undefined) {
+    if (mismatch) {
+      const reason = `a ${event.livemode ? 'live' : 'test'} mode event, and the configured key is a ${options.keyMode} key`;
+      await keep(String(object.id ?? event.id), null, reason);
+      result = { outcome: 'mode_mismatch', detail: reason };
+    } else if (event.type === 'charge.refunded' || event.type.startsWith('charge.dispute.')) {
+      result = await moneyBack(tx, event, at, keep);
+    } else if (action.kind === 'topup' && (await balanceOf(tx, action.accountId)) !== undefined) {
       // The payment intent when the event carries one, else the session: the same payload (and
       // key) whichever event of one payment arrives.
       const payment = action.paymentIntentId
         ? { paymentIntentId: action.paymentIntentId }
         : { checkoutSessionId: action.checkoutSessionId! };
+      await tx.query(sql.INSERT_STRIPE_PAYMENT, [
+        paymentKey(action),
+        action.accountId,
+        action.paymentIntentId ?? null,
+        action.checkoutSessionId ?? null,
+        action.credits,
+        action.amount ?? 0,
+        action.currency ?? null,
+        event.livemode,
+        at,
+      ]);
       await enqueue('credits.topup', { accountId: action.accountId, credits: action.credits, ...payment }, { tx });
       result = { outcome: 'topup_enqueued', detail: paymentKey(action) };
     } else if (action.kind === 'ignore') {
@@ -195,17 +330,83 @@ export function handleStripeEvent(
               clientReferenceId: String(action.accountId),
               reason: `no account ${action.accountId}`,
             };
-      await tx.query(sql.INSERT_UNMATCHED_PAYMENT, [
-        event.id,
-        unmatched.objectId,
-        unmatched.clientReferenceId,
-        unmatched.reason,
-        JSON.stringify(event.data.object),
-        at,
-      ]);
+      await keep(unmatched.objectId, unmatched.clientReferenceId, unmatched.reason);
       result = { outcome: 'unmatched', detail: unmatched.reason };
     }
     await tx.query(sql.MARK_STRIPE_EVENT_PROCESSED, [event.id, at]);
     return result;
   });
+}
+
+/** A session's units from its line items: the credits they add up to, or the session kept for an operator. */
+async function countUnits(api: StripeApi, action: Extract<PaymentAction, { kind: 'topup' }>): Promise<PaymentAction> {
+  const items = await api.listLineItems(action.checkoutSessionId!);
+  const counted = creditsFromLineItems(items, action.credits);
+  if ('reason' in counted) {
+    return {
+      kind: 'unmatched',
+      objectId: action.checkoutSessionId!,
+      clientReferenceId: String(action.accountId),
+      reason: `credits not counted: ${counted.reason}`,
+    };
+  }
+  return { ...action, credits: counted.credits };
+}
+
+/** charge.refunded, charge.dispute.created and .closed: credits back (stripe-money.ts), once. */
+async function moneyBack(
+  tx: Queryable,
+  event: StripeEvent,
+  at: Date,
+  keep: (objectId: string, clientReferenceId: string | null, reason: string) => Promise<unknown>,
+): Promise<StripeEventOutcome> {
+  let result: MoneyResult;
+  let objectId: string;
+  if (event.type === 'charge.refunded') {
+    const charge = chargeSchema.safeParse(event.data.object);
+    if (!charge.success) return { outcome: 'ignored', detail: 'not a charge object' };
+    objectId = charge.data.id;
+    result = await applyRefund(tx, {
+      chargeId: charge.data.id,
+      paymentIntentId: charge.data.payment_intent,
+      amount: charge.data.amount,
+      amountRefunded: charge.data.amount_refunded,
+      eventId: event.id,
+      at,
+    });
+  } else if (event.type === 'charge.dispute.created' || event.type === 'charge.dispute.closed') {
+    const dispute = disputeSchema.safeParse(event.data.object);
+    if (!dispute.success) return { outcome: 'ignored', detail: 'not a dispute object' };
+    objectId = dispute.data.id;
+    const input = {
+      disputeId: dispute.data.id,
+      paymentIntentId: dispute.data.payment_intent,
+      amount: dispute.data.amount,
+      eventId: event.id,
+      at,
+    };
+    result =
+      event.type === 'charge.dispute.created'
+        ? await applyDispute(tx, input)
+        : await closeDispute(tx, { ...input, status: dispute.data.status });
+  } else {
+    return { outcome: 'ignored', detail: `event type ${event.type} is not handled` };
+  }
+  if (result.kind === 'no_payment') {
+    await keep(objectId, null, `${event.type}: ${result.reason}`);
+    return { outcome: 'unmatched', detail: result.reason };
+  }
+  if (result.kind === 'duplicate') return { outcome: 'ignored', detail: `${result.ref} was applied before` };
+  if (result.shortfall > 0) {
+    await keep(
+      objectId,
+      String(result.accountId),
+      `${event.type}: ${result.due} credits due, ${result.moved} taken back, shortfall ${result.shortfall}`,
+    );
+  }
+  const giveback = result.ref.startsWith('dispute_won:');
+  return {
+    outcome: giveback ? 'giveback' : 'clawback',
+    detail: `${result.ref}: ${result.moved} of ${giveback ? result.moved : result.due} credits`,
+  };
 }

@@ -2,9 +2,14 @@
 // entry share one key, the payment's: `stripe:pi:{payment intent}` when known (both
 // checkout.session.completed and payment_intent.succeeded carry it), else `stripe:cs:{session}`.
 // Duplicate deliveries stop at the claim; the ledger's unique key is the guarantee beneath it.
+// When the entry is written, the account's WhatsApp contact is told, in the same transaction
+// (through the outbox, keyed by the payment): one confirmation per top-up, with the new balance.
 import { z } from 'zod';
 import { defineTask } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
+import { enqueueReply } from '../whatsapp/replies.ts';
+import { topupConfirmedReply } from './credits.replies.ts';
+import { SELECT_ACCOUNT_WHATSAPP } from './credits.repository.ts';
 import { topUp, UnknownAccountError } from './credits.service.ts';
 
 // Exactly one payment id, and nothing that differs between the events of one payment (no event
@@ -53,7 +58,23 @@ export const topupTask = defineTask({
         sourceRef: p.paymentIntentId ?? p.checkoutSessionId ?? key,
         at: new Date(ctx.clock.now()),
       });
-      if (m.applied) ctx.log.info({ accountId: p.accountId, credits: p.credits, key }, 'top-up applied');
+      if (m.applied) {
+        ctx.log.info({ accountId: p.accountId, credits: p.credits, key }, 'top-up applied');
+        const contact = await ctx.db.query<{ address: string | null }>(SELECT_ACCOUNT_WHATSAPP, [p.accountId]);
+        const to = contact.rows[0]?.address;
+        if (to) {
+          await enqueueReply(
+            ctx.enqueue,
+            {
+              to,
+              text: topupConfirmedReply(p.credits, m.balance),
+              key: `topup-confirmed:${key}`,
+              accountId: p.accountId,
+            },
+            { tx: ctx.db },
+          );
+        }
+      }
       return { applied: m.applied, entryId: m.entryId, balance: m.balance };
     } catch (err) {
       if (err instanceof UnknownAccountError) {

@@ -4,7 +4,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../../clock.ts';
 import type { Db } from '../../db/db.ts';
-import { handleStripeEvent, stripeEventSchema, verifyStripeSignature } from '../../domains/credits/stripe-webhook.ts';
+import { createStripeApi } from '../../domains/credits/stripe-api.ts';
+import { TopupPendingError } from '../../domains/credits/stripe-money.ts';
+import {
+  handleStripeEvent,
+  keyMode,
+  stripeEventSchema,
+  verifyStripeSignature,
+} from '../../domains/credits/stripe-webhook.ts';
 import { errorBody } from '../../errors.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import { keepRawBodies, rawBody } from '../plugins/raw-body.ts';
@@ -15,9 +22,17 @@ export interface StripeWebhookDeps {
   enqueue: Enqueue;
   /** The endpoint's signing secret (whsec_…). */
   secret: string;
+  /** STRIPE_SECRET_KEY: its mode is the one events must have, and it reads sessions' line items. */
+  secretKey?: string | undefined;
+  /** STRIPE_API_BASE_URL: another Stripe API server (a local fake in tests). */
+  apiBaseUrl?: string | undefined;
 }
 
 export function stripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookDeps): void {
+  const options = {
+    keyMode: keyMode(deps.secretKey),
+    api: deps.secretKey ? createStripeApi({ secretKey: deps.secretKey, apiBaseUrl: deps.apiBaseUrl }) : undefined,
+  };
   app.register(async (scope) => {
     keepRawBodies(scope);
 
@@ -47,7 +62,19 @@ export function stripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookDep
           .send(errorBody('BAD_REQUEST', 'The body is not a Stripe event (id, type, data.object).'));
       }
       const event = parsed.data;
-      const result = await handleStripeEvent(deps.db, deps.enqueue, event, deps.clock.now());
+      let result: Awaited<ReturnType<typeof handleStripeEvent>>;
+      try {
+        result = await handleStripeEvent(deps.db, deps.enqueue, event, deps.clock.now(), options);
+      } catch (err) {
+        // A refund or dispute that overtook its payment's top-up: nothing was recorded, and Stripe
+        // delivers the event again later (it retries any answer but 2xx).
+        if (!(err instanceof TopupPendingError)) throw err;
+        request.log.warn(
+          { stripeEvent: event.id, type: event.type },
+          `stripe ${event.type}: ${err.message}, retry later`,
+        );
+        return reply.code(409).send(errorBody('CONFLICT', `${err.message}; deliver the event again later.`));
+      }
       request.log.info(
         { stripeEvent: event.id, type: event.type, outcome: result.outcome, detail: result.detail },
         `stripe ${event.type}: ${result.outcome}`,
