@@ -1,7 +1,17 @@
 // Authenticates a pushed task before its body is read, in the four TASKS_AUTH modes.
 // Every refusal names the check that failed (for the log line); the caller answers 401.
+// A verified OIDC token is remembered (see TokenCache below), so the RS256 check runs once per
+// token rather than once per request.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  type JWTHeaderParameters,
+  type JWTPayload,
+  jwtVerify,
+} from 'jose';
 import type { Clock } from '../clock.ts';
 import type { TasksAuthMode } from '../config.ts';
 
@@ -42,15 +52,52 @@ export interface PushAuthOptions {
   clock: Clock;
   /** Seconds of clock skew tolerated on exp/nbf/iat. (Default: 30) */
   clockToleranceSeconds?: number;
+  /** Verified OIDC tokens remembered at most; 0 turns the cache off. (Default: 1024) */
+  tokenCacheSize?: number;
 }
 
 export interface PushAuthenticator {
   authenticate(headers: Record<string, string | string[] | undefined>): Promise<AuthResult>;
 }
 
+/** What the token cache holds now (for tests and benchmarks). */
+export interface TokenCacheStats {
+  /** Tokens remembered. */
+  size: number;
+  /** Requests answered from the cache, without the RS256 check. */
+  hits: number;
+}
+
+/**
+ * A verified token, remembered under the SHA-256 of the whole token string. Everything the full
+ * check reads that does not depend on the time or on the key set is in the token string itself
+ * (signature, alg, iss, aud, email, email_verified), so an identical string passes those checks
+ * identically; what can change is checked again on every hit:
+ * - the time: the entry serves only while now (the injected clock, in whole seconds as jose reads
+ *   it) is before `exp`, with no tolerance, which is stricter than the full check (that accepts up
+ *   to `exp` + tolerance); past `exp` the full check decides. An `nbf` is checked with the
+ *   tolerance, exactly as the full check does, should the clock move back;
+ * - the key: the entry keeps the very key object the signature was checked with, and a hit asks
+ *   the JWKS for the token's key again, as the full check would (which also refetches a key set
+ *   older than its maximum age, 10 minutes). jose builds new key objects whenever it refetches the
+ *   key set, so any refetch (a rotation, a key removed, the age limit) makes every entry miss once
+ *   and go through the full check, which refuses a token whose key is gone. Chosen over comparing
+ *   kids: it cannot accept a key whose material changed under the same kid, and it needs no copy
+ *   of the key set per request; the cost is one RS256 check per token after each refetch.
+ * Refused tokens are not remembered. Bounded: at most `tokenCacheSize` entries, the least
+ * recently used evicted first (a Map keeps insertion order; a hit moves its entry to the end).
+ */
+interface CachedToken {
+  header: JWTHeaderParameters;
+  key: unknown;
+  exp: number;
+  nbf: number | undefined;
+  result: AuthResult & { ok: true };
+}
+
 const fail = (reason: AuthFailure, detail: string): AuthResult => ({ ok: false, reason, detail });
 
-export function createPushAuthenticator(options: PushAuthOptions): PushAuthenticator {
+export function createPushAuthenticator(options: PushAuthOptions): PushAuthenticator & { stats(): TokenCacheStats } {
   const issuers = [...(options.issuers ?? GOOGLE_ISSUERS)];
   const tolerance = options.clockToleranceSeconds ?? 30;
   // jose caches the key set and, on an unknown kid, refetches once per 30 s cooldown (key rotation).
@@ -60,6 +107,10 @@ export function createPushAuthenticator(options: PushAuthOptions): PushAuthentic
     timeoutDuration: 5_000,
   });
   const secretDigest = options.secret ? digest(options.secret) : undefined;
+  const cacheMax = options.tokenCacheSize ?? 1024;
+  const cache = new Map<string, CachedToken>();
+  let hits = 0;
+  const nowSeconds = () => Math.floor(options.clock.now() / 1000);
 
   const checkClaims = (payload: JWTPayload): AuthResult => {
     if (payload.email !== options.invokerEmail) {
@@ -72,9 +123,49 @@ export function createPushAuthenticator(options: PushAuthOptions): PushAuthentic
     return { ok: true, method: 'oidc', subject: String(payload.email) };
   };
 
-  async function verifyOidc(token: string): Promise<AuthResult> {
+  /** The cached result when the entry is still good; undefined sends the token to the full check. */
+  async function fromCache(cacheKey: string): Promise<AuthResult | undefined> {
+    const entry = cache.get(cacheKey);
+    if (!entry) return undefined;
+    let key: unknown;
     try {
-      const { payload } = await jwtVerify(token, jwks, {
+      key = await jwks(entry.header);
+    } catch {
+      key = undefined;
+    }
+    // Read after the key lookup (which may wait for a refetch): the time the answer is given.
+    const now = nowSeconds();
+    const live = cache.get(cacheKey) === entry;
+    if (key !== entry.key || now >= entry.exp) {
+      // Expired, or the key set was refetched since (rotation, removal, age): the full check decides.
+      if (live) cache.delete(cacheKey);
+      return undefined;
+    }
+    if (entry.nbf !== undefined && entry.nbf > now + tolerance) return undefined;
+    if (live) {
+      cache.delete(cacheKey);
+      cache.set(cacheKey, entry);
+    }
+    hits++;
+    return entry.result;
+  }
+
+  async function verifyOidc(token: string): Promise<AuthResult> {
+    const cacheKey = cacheMax > 0 ? digest(token).toString('base64') : undefined;
+    if (cacheKey) {
+      const cached = await fromCache(cacheKey);
+      if (cached) return cached;
+    }
+    // The key the signature is checked with: what the entry is tied to.
+    let usedKey: unknown;
+    const resolveKey = async (header: JWTHeaderParameters, input: Parameters<typeof jwks>[1]) => {
+      usedKey = await jwks(header, input);
+      return usedKey as Awaited<ReturnType<typeof jwks>>;
+    };
+    let result: AuthResult;
+    let verified: { payload: JWTPayload; protectedHeader: JWTHeaderParameters };
+    try {
+      verified = await jwtVerify(token, resolveKey, {
         algorithms: ['RS256'],
         issuer: issuers,
         audience: options.audience,
@@ -82,10 +173,22 @@ export function createPushAuthenticator(options: PushAuthOptions): PushAuthentic
         currentDate: new Date(options.clock.now()),
         requiredClaims: ['exp', 'iat'],
       });
-      return checkClaims(payload);
+      result = checkClaims(verified.payload);
     } catch (err) {
       return joseFailure(err);
     }
+    const { exp, nbf } = verified.payload;
+    if (cacheKey && result.ok && usedKey !== undefined && typeof exp === 'number' && nowSeconds() < exp) {
+      if (cache.size >= cacheMax) cache.delete(cache.keys().next().value as string);
+      cache.set(cacheKey, {
+        header: verified.protectedHeader,
+        key: usedKey,
+        exp,
+        nbf: typeof nbf === 'number' ? nbf : undefined,
+        result,
+      });
+    }
+    return result;
   }
 
   // Cloud Run (IAM) verified the signature and replaced it; the claims must still name us.
@@ -118,6 +221,7 @@ export function createPushAuthenticator(options: PushAuthOptions): PushAuthentic
   }
 
   return {
+    stats: () => ({ size: cache.size, hits }),
     async authenticate(headers) {
       const authorization = header(headers, 'authorization');
       const bearer = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
