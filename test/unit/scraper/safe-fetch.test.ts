@@ -309,7 +309,7 @@ test('a public-looking site redirecting to a private address is refused; the tar
   if (v6target) assert.equal(v6target.connections, 0);
 });
 
-test('the connector re-checks: an allowed name whose answer changes to a private one is refused (DNS rebinding)', async () => {
+test('a name whose answer changes to a private one between fetches is refused at lookup (DNS rebinding)', async () => {
   const server = await serve(html('<p>x</p>'), '127.0.0.2');
   const secret = await serve(html('<p>secret</p>'), '127.0.0.1');
   let answer = '127.0.0.2';
@@ -320,6 +320,48 @@ test('the connector re-checks: an allowed name whose answer changes to a private
   answer = '127.0.0.1';
   await refusal(f.fetch(`http://rebind.test:${secret.port}/`), 'blocked_address');
   assert.equal(secret.connections, 0);
+});
+
+test('the connector re-checks the connected peer: an answer that passed the lookup filter but connects to loopback is refused', async () => {
+  // DNS rebinding between the check and the connect: the answer reads as a public address when the
+  // lookup filter checks it, and as 127.0.0.1 when the socket connects. Only the check of the
+  // connected socket's peer address can refuse this one.
+  const secret = await serve(html('<p>secret</p>'), '127.0.0.1');
+  const secretServer = servers.at(-1)!;
+  const options: dns.LookupOptions[] = [];
+  const lookup = ((_host: string, o: dns.LookupOptions, cb: (...args: unknown[]) => void) => {
+    options.push(o);
+    // Without { all: true } the filter and the socket would share one string: nothing to rebind.
+    if (!o.all) return cb(new Error('this test needs lookups with { all: true } (autoSelectFamily)'));
+    let reads = 0;
+    const answer = {
+      family: 4,
+      get address() {
+        return reads++ === 0 ? '93.184.215.14' : '127.0.0.1';
+      },
+    };
+    cb(null, [answer]);
+  }) as unknown as LookupFunction;
+  const f = fetcher({ lookup, allowedPorts: [secret.port] });
+  const err = await refusal(f.fetch(`http://rebind.test:${secret.port}/`), 'blocked_address');
+  assert.match(err.message, /blocked address 127\.0\.0\.1 for rebind\.test/);
+  assert.ok(options.length > 0 && options.every((o) => o.all));
+  // The socket did connect (so the lookup filter let it through), and was closed before a request.
+  if (secret.connections === 0) await once(secretServer, 'connection');
+  assert.equal(secret.connections, 1);
+  assert.equal(secret.requests, 0);
+});
+
+test('without a lookup option, names are resolved by dns.lookup and its answers filtered', async (ctx) => {
+  const server = await serve(html('<p>secret</p>'));
+  const asked: string[] = [];
+  // Installed before the fetcher is made: the default lookup is read then.
+  ctx.mock.method(dns, 'lookup', fakeLookup({ 'intranet.test': ['127.0.0.1'] }, asked));
+  const f = fetcher({ allowedPorts: [server.port] });
+  const err = await refusal(f.fetch(`http://intranet.test:${server.port}/`), 'blocked_address');
+  assert.match(err.message, /blocked address 127\.0\.0\.1 for intranet\.test/);
+  assert.deepEqual(asked, ['intranet.test']);
+  assert.equal(server.connections, 0, 'refused at lookup, before any connection');
 });
 
 test('the total time limit stops a server dripping one byte per second', async () => {
@@ -571,5 +613,4 @@ test('default options refuse a non-standard port before anything else', async ()
   const f = fetcher({ allowCidrs: ['127.0.0.1/32'] });
   await refusal(f.fetch(server.origin), 'port_not_allowed');
   assert.equal(server.connections, 0);
-  assert.ok(dns.lookup); // the real lookup stays the default
 });
