@@ -4,7 +4,11 @@
 // "The RS256 check ran" is observed on WebCrypto itself (crypto.subtle.verify, which jose calls),
 // so the test does not depend on the authenticator's own counters.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, mock, test } from 'node:test';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { z } from 'zod';
 import { TestClock } from '../../src/clock.ts';
 import { defineTask } from '../../src/tasks/define-task.ts';
@@ -242,6 +246,51 @@ describe('the cache and the JWKS', () => {
       assert.equal(auth.stats().size, 0);
     } finally {
       await issuer.close();
+    }
+  });
+});
+
+describe('the cache and a key replaced under the same kid', () => {
+  test('a cached token signed by the old key material is refused once the JWKS serves new material under its kid', async (ctx) => {
+    ctx.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    const clock = new TestClock('2026-03-01T12:00:00.000Z');
+    const iat = Math.floor(clock.now() / 1000);
+    const first = await generateKeyPair('RS256');
+    const second = await generateKeyPair('RS256');
+    let served = { ...(await exportJWK(first.publicKey)), kid: 'same', alg: 'RS256', use: 'sig' };
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [served] }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const issuerUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const auth = createPushAuthenticator({
+        mode: 'oidc',
+        audience: AUDIENCE,
+        invokerEmail: INVOKER,
+        issuers: [issuerUrl],
+        jwksUrl: `${issuerUrl}/jwks`,
+        clock,
+      });
+      const token = await new SignJWT({ iss: issuerUrl, aud: AUDIENCE, email: INVOKER, email_verified: true })
+        .setProtectedHeader({ alg: 'RS256', kid: 'same', typ: 'JWT' })
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + 3600)
+        .sign(first.privateKey);
+      const bearer = { authorization: `Bearer ${token}` };
+      assert.equal((await auth.authenticate(bearer)).ok, true);
+      assert.equal((await auth.authenticate(bearer)).ok, true);
+      assert.equal(auth.stats().hits, 1);
+      // Same kid, other key: a cache keyed on the kid alone would still accept the token.
+      served = { ...(await exportJWK(second.publicKey)), kid: 'same', alg: 'RS256', use: 'sig' };
+      ctx.mock.timers.tick(10 * 60_000 + 1);
+      const refused = await auth.authenticate(bearer);
+      assert.deepEqual(refused.ok ? refused : refused.reason, 'signature-invalid');
+      assert.equal(auth.stats().size, 0);
+    } finally {
+      server.closeAllConnections();
+      server.close();
     }
   });
 });
