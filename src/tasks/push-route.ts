@@ -17,6 +17,7 @@ import type { PushAuthenticator } from './push-auth.ts';
 import type { TaskRegistry } from './registry.ts';
 import type { TaskEvents } from './task-events.ts';
 import { type AttemptEntry, type ClaimInput, taskRuns } from './task-runs.repository.ts';
+import { TaskRunBatcher } from './task-runs-batch.ts';
 
 export interface PushRouteDeps {
   registry: TaskRegistry;
@@ -46,7 +47,12 @@ export function leaseMs(task: AnyTask): number {
 class FencedError extends Error {}
 class HandlerDeadlineError extends Error {}
 
-export function pushRoutes(app: FastifyInstance, deps: PushRouteDeps): void {
+/** The route's dependencies and its group-committed task_runs writes (one per app). */
+type RouteDeps = PushRouteDeps & { runs: TaskRunBatcher };
+
+export function pushRoutes(app: FastifyInstance, pushDeps: PushRouteDeps): void {
+  // Plain tasks' claims and completions share statements with concurrent deliveries.
+  const deps: RouteDeps = { ...pushDeps, runs: new TaskRunBatcher(pushDeps.db) };
   app.register(async (scope) => {
     // The body stays raw bytes: a body that is not JSON is a dead run (2xx), not a 400 that
     // Cloud Tasks would retry forever. Cloud Tasks sends no Content-Type unless the task set one.
@@ -92,7 +98,7 @@ export function pushRoutes(app: FastifyInstance, deps: PushRouteDeps): void {
  * A delivery inside its own span (a child of the request's, so of the trace that enqueued the
  * task), with the handler's enqueues inside it; the outcome counted and timed by task.
  */
-async function runObserved(deps: PushRouteDeps, task: AnyTask, request: FastifyRequest): Promise<TaskOutcome> {
+async function runObserved(deps: RouteDeps, task: AnyTask, request: FastifyRequest): Promise<TaskOutcome> {
   const span = deps.telemetry.tracer.startSpan(`task ${task.name}`);
   const started = performance.now();
   let outcome: TaskOutcome | undefined;
@@ -123,7 +129,7 @@ async function runObserved(deps: PushRouteDeps, task: AnyTask, request: FastifyR
   }
 }
 
-async function runDelivery(deps: PushRouteDeps, task: AnyTask, request: FastifyRequest): Promise<TaskOutcome> {
+async function runDelivery(deps: RouteDeps, task: AnyTask, request: FastifyRequest): Promise<TaskOutcome> {
   const delivery = readDelivery(request.headers);
   const now = new Date(deps.clock.now());
   const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
@@ -175,7 +181,7 @@ async function runDelivery(deps: PushRouteDeps, task: AnyTask, request: FastifyR
 }
 
 type Runner = (
-  deps: PushRouteDeps,
+  deps: RouteDeps,
   task: AnyTask,
   claim: ClaimInput,
   payload: unknown,
@@ -185,7 +191,7 @@ type Runner = (
 ) => Promise<TaskOutcome>;
 
 const runPlain: Runner = async (deps, task, claim, payload, delivery, maxAttempts, log) => {
-  const claimed = await taskRuns.claimRun(deps.db, claim);
+  const claimed = await deps.runs.claim(claim);
   if (claimed.kind !== 'claimed') return notClaimed(deps, claim, claimed, log);
   const event = { task: task.name, key: claim.key, runId: claimed.runId, attempt: claimed.attempt };
   deps.events.emit('run:claimed', event);
@@ -203,7 +209,7 @@ const runPlain: Runner = async (deps, task, claim, payload, delivery, maxAttempt
       },
     );
     const entry = attemptEntry(claimed.attempt, 'succeeded', started, deps.clock.now(), null, delivery);
-    const finished = await taskRuns.finishAttempt(deps.db, {
+    const finished = await deps.runs.finish({
       runId: claimed.runId,
       attempt: claimed.attempt,
       status: 'succeeded',
@@ -217,7 +223,7 @@ const runPlain: Runner = async (deps, task, claim, payload, delivery, maxAttempt
     if (err instanceof DatabaseUnavailableError) throw err;
     const failure = classifyFailure(err, isLastAttempt(attempt, maxAttempts));
     const entry = attemptEntry(claimed.attempt, failure.status, started, deps.clock.now(), failure.message, delivery);
-    const finished = await taskRuns.finishAttempt(deps.db, {
+    const finished = await deps.runs.finish({
       runId: claimed.runId,
       attempt: claimed.attempt,
       status: failure.status,

@@ -70,6 +70,34 @@ const CLAIM_RUN = `
           OR (task_runs.status = 'running' AND task_runs.lease_expires_at <= EXCLUDED.started_at))
   RETURNING id, attempts`;
 
+// The same claim for many deliveries in one statement (group commit): one row per delivery from
+// parallel arrays, the same conflict rule. The caller never puts one (task, key) twice in a batch (a
+// statement cannot update a row twice) and sorts the rows by (task, key), so two batches in flight
+// lock the rows they share in the same order and cannot deadlock.
+const CLAIM_RUNS = `
+  INSERT INTO task_runs (task, idempotency_key, status, attempts, lease_expires_at, payload, payload_hash,
+                         cloud_task_name, queue_name, delivery, created_at, started_at, updated_at)
+  SELECT u.task, u.key, 'running', 1, u.lease, u.payload, u.hash, u.cloud_task_name, u.queue_name, u.delivery,
+         u.now, u.now, u.now
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::text[], $6::text[], $7::text[],
+                $8::jsonb[], $9::timestamptz[])
+         AS u(task, key, lease, payload, hash, cloud_task_name, queue_name, delivery, now)
+  ON CONFLICT (task, idempotency_key) DO UPDATE
+     SET status = 'running', attempts = task_runs.attempts + 1, lease_expires_at = EXCLUDED.lease_expires_at,
+         cloud_task_name = EXCLUDED.cloud_task_name, queue_name = EXCLUDED.queue_name,
+         delivery = EXCLUDED.delivery, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
+         finished_at = NULL
+   WHERE task_runs.payload_hash = EXCLUDED.payload_hash
+     AND (task_runs.status = 'failed'
+          OR (task_runs.status = 'running' AND task_runs.lease_expires_at <= EXCLUDED.started_at))
+  RETURNING task, idempotency_key, id, attempts`;
+
+// WHY_NOT_CLAIMED for the deliveries of a batch that the batched claim did not return.
+const WHY_NOT_CLAIMED_MANY = `
+  SELECT t.task, t.idempotency_key, t.id, t.status, t.lease_expires_at, t.payload_hash
+    FROM unnest($1::text[], $2::text[]) AS u(task, key)
+    JOIN task_runs t ON t.task = u.task AND t.idempotency_key = u.key`;
+
 // Only when the claim returned nothing: why (a duplicate, a live lease, another payload).
 const WHY_NOT_CLAIMED = `
   SELECT id, status, lease_expires_at, payload_hash FROM task_runs WHERE task = $1 AND idempotency_key = $2`;
@@ -80,6 +108,18 @@ const FINISH_ATTEMPT = `
      SET status = $3, result = $4, last_error = $5, lease_expires_at = NULL, finished_at = $6, updated_at = $6,
          attempt_history = attempt_history || jsonb_build_array($7::jsonb)
    WHERE id = $1 AND attempts = $2 AND status = 'running'`;
+
+// FINISH_ATTEMPT for many attempts in one statement, each fenced by its own (id, attempts). Rows are
+// sorted by id; one run appears at most once in a batch.
+const FINISH_ATTEMPTS = `
+  UPDATE task_runs AS t
+     SET status = u.status, result = u.result, last_error = u.error, lease_expires_at = NULL,
+         finished_at = u.finished, updated_at = u.finished,
+         attempt_history = t.attempt_history || jsonb_build_array(u.entry)
+    FROM unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::jsonb[])
+         AS u(id, attempts, status, result, error, finished, entry)
+   WHERE t.id = u.id AND t.attempts = u.attempts AND t.status = 'running'
+  RETURNING t.id`;
 
 // A transactional task's failure, recorded after its transaction (and claim) rolled back: the same
 // rule as the claim decides whether this delivery may write the outcome.
@@ -160,6 +200,34 @@ const toRun = (r: RunRow): TaskRun => ({
 
 const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
 
+/** What finishAttempt takes. */
+export interface FinishInput {
+  runId: number;
+  attempt: number;
+  status: AttemptEntry['status'];
+  result?: unknown;
+  entry: AttemptEntry;
+}
+
+/** One item's outcome in a batch: the statement served it, or failed it alone. */
+export type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+const claimKey = (c: { task: string; key: string }) => `${c.task}\u0000${c.key}`;
+const byKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+type WhyRow = { id: number; status: RunStatus; lease_expires_at: Date | null; payload_hash: string };
+
+/** Why a claim returned no row: a duplicate, a live lease, or another payload for the key. */
+function notClaimedFrom(input: ClaimInput, existing: WhyRow | undefined): ClaimResult {
+  if (!existing) throw new Error(`task run ${input.task}/${input.key} vanished while being claimed`);
+  if (existing.payload_hash !== input.payloadHash) return { kind: 'conflict', runId: existing.id };
+  if (existing.status === 'succeeded' || existing.status === 'dead') {
+    return { kind: 'duplicate', runId: existing.id, status: existing.status };
+  }
+  // running with a live lease (or failed and reclaimed by a concurrent delivery a moment ago)
+  return { kind: 'busy', runId: existing.id, leaseExpiresAt: existing.lease_expires_at ?? input.now };
+}
+
 export const taskRuns = {
   async claimRun(q: Queryable, input: ClaimInput): Promise<ClaimResult> {
     const claimed = await q.query<{ id: number; attempts: number }>(CLAIM_RUN, [
@@ -175,25 +243,68 @@ export const taskRuns = {
     ]);
     const row = claimed.rows[0];
     if (row) return { kind: 'claimed', runId: row.id, attempt: row.attempts };
-    const why = await q.query<{ id: number; status: RunStatus; lease_expires_at: Date | null; payload_hash: string }>(
-      WHY_NOT_CLAIMED,
-      [input.task, input.key],
-    );
-    const existing = why.rows[0];
-    if (!existing) throw new Error(`task run ${input.task}/${input.key} vanished while being claimed`);
-    if (existing.payload_hash !== input.payloadHash) return { kind: 'conflict', runId: existing.id };
-    if (existing.status === 'succeeded' || existing.status === 'dead') {
-      return { kind: 'duplicate', runId: existing.id, status: existing.status };
+    const why = await q.query<WhyRow>(WHY_NOT_CLAIMED, [input.task, input.key]);
+    return notClaimedFrom(input, why.rows[0]);
+  },
+
+  /**
+   * claimRun for many deliveries: one claim statement, then one statement asking why for those it
+   * did not claim. The inputs name distinct (task, key) pairs. Throws only when the claim statement
+   * fails (then nothing was claimed and each delivery may be claimed on its own); a failure after it
+   * is the affected deliveries' own.
+   */
+  async claimRuns(q: Queryable, inputs: readonly ClaimInput[]): Promise<Array<Settled<ClaimResult>>> {
+    const sorted = [...inputs].sort((a, b) => byKey(claimKey(a), claimKey(b)));
+    const claimed = await q.query<{ task: string; idempotency_key: string; id: number; attempts: number }>(CLAIM_RUNS, [
+      sorted.map((i) => i.task),
+      sorted.map((i) => i.key),
+      sorted.map((i) => new Date(i.now.getTime() + i.leaseMs)),
+      sorted.map((i) => json(i.payload)),
+      sorted.map((i) => i.payloadHash),
+      sorted.map((i) => i.cloudTaskName),
+      sorted.map((i) => i.queueName),
+      sorted.map((i) => json(i.delivery)),
+      sorted.map((i) => i.now),
+    ]);
+    const results = new Map<string, Settled<ClaimResult>>();
+    for (const row of claimed.rows) {
+      results.set(claimKey({ task: row.task, key: row.idempotency_key }), {
+        ok: true,
+        value: { kind: 'claimed', runId: Number(row.id), attempt: row.attempts },
+      });
     }
-    // running with a live lease (or failed and reclaimed by a concurrent delivery a moment ago)
-    return { kind: 'busy', runId: existing.id, leaseExpiresAt: existing.lease_expires_at ?? input.now };
+    const rest = sorted.filter((i) => !results.has(claimKey(i)));
+    if (rest.length > 0) {
+      try {
+        const why = await q.query<WhyRow & { task: string; idempotency_key: string }>(WHY_NOT_CLAIMED_MANY, [
+          rest.map((i) => i.task),
+          rest.map((i) => i.key),
+        ]);
+        const found = new Map(why.rows.map((r) => [claimKey({ task: r.task, key: r.idempotency_key }), r]));
+        for (const i of rest) {
+          try {
+            results.set(claimKey(i), { ok: true, value: notClaimedFrom(i, found.get(claimKey(i))) });
+          } catch (error) {
+            results.set(claimKey(i), { ok: false, error });
+          }
+        }
+      } catch {
+        // Asked again one by one: each delivery gets its own answer or its own error.
+        for (const i of rest) {
+          try {
+            const why = await q.query<WhyRow>(WHY_NOT_CLAIMED, [i.task, i.key]);
+            results.set(claimKey(i), { ok: true, value: notClaimedFrom(i, why.rows[0]) });
+          } catch (error) {
+            results.set(claimKey(i), { ok: false, error });
+          }
+        }
+      }
+    }
+    return inputs.map((i) => results.get(claimKey(i))!);
   },
 
   /** Finishes the attempt; false when this attempt no longer holds the run (its lease was taken over). */
-  async finishAttempt(
-    q: Queryable,
-    input: { runId: number; attempt: number; status: AttemptEntry['status']; result?: unknown; entry: AttemptEntry },
-  ): Promise<boolean> {
+  async finishAttempt(q: Queryable, input: FinishInput): Promise<boolean> {
     const r = await q.query(FINISH_ATTEMPT, [
       input.runId,
       input.attempt,
@@ -204,6 +315,25 @@ export const taskRuns = {
       JSON.stringify(input.entry),
     ]);
     return r.rowCount === 1;
+  },
+
+  /**
+   * finishAttempt for many attempts of distinct runs in one statement: for each, whether it still
+   * held its run. Throws when the statement fails (then nothing was written).
+   */
+  async finishAttempts(q: Queryable, inputs: readonly FinishInput[]): Promise<boolean[]> {
+    const sorted = [...inputs].sort((a, b) => a.runId - b.runId);
+    const r = await q.query<{ id: number }>(FINISH_ATTEMPTS, [
+      sorted.map((i) => i.runId),
+      sorted.map((i) => i.attempt),
+      sorted.map((i) => i.status),
+      sorted.map((i) => json(i.result)),
+      sorted.map((i) => i.entry.error),
+      sorted.map((i) => new Date(i.entry.finishedAt)),
+      sorted.map((i) => JSON.stringify(i.entry)),
+    ]);
+    const finished = new Set(r.rows.map((row) => Number(row.id)));
+    return inputs.map((i) => finished.has(i.runId));
   },
 
   /** After a transactional attempt rolled back: records its failure if no other delivery owns the run. */
