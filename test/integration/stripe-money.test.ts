@@ -120,7 +120,7 @@ describe(`Stripe money events (${testDbKind})`, () => {
   const confirmations = async (accountId: number) =>
     (
       await t.db.query<{ body: string; send_key: string }>(
-        `SELECT m.body, m.send_key FROM whatsapp_messages m JOIN whatsapp_contacts c ON c.phone = m.wa_user
+        `SELECT m.body, m.send_key FROM whatsapp_messages m JOIN whatsapp_contacts c ON m.wa_user IN (c.phone, c.bsuid)
           WHERE c.account_id = $1 AND m.send_key LIKE 'topup-confirmed:%' ORDER BY m.id`,
         [accountId],
       )
@@ -386,6 +386,27 @@ describe(`Stripe money events (${testDbKind})`, () => {
         [`topup-confirmed:stripe:pi:${second.intent}`, 'Payment received: 20 credits added. You have 70 credits.'],
       ],
     );
+    // A user known only by a business-scoped user id (no phone number) is told too.
+    const bsuid = `US.${process.pid}${++seq}`;
+    const bsuidOnly = await createAccount(t.db);
+    await t.db.query('INSERT INTO whatsapp_contacts (account_id, bsuid, created_at) VALUES ($1, $2, $3)', [
+      bsuidOnly,
+      bsuid,
+      new Date(t.clock.now()),
+    ]);
+    const third = await paid(bsuidOnly);
+    assert.deepEqual(
+      (await confirmations(bsuidOnly)).map((m) => [m.send_key, m.body]),
+      [[`topup-confirmed:stripe:pi:${third.intent}`, 'Payment received: 50 credits added. You have 50 credits.']],
+    );
+    // An account with no WhatsApp contact (created by an operator) is credited and told nothing.
+    const silent = await createAccount(t.db);
+    const allConfirmations = async () =>
+      (await t.db.query("SELECT 1 FROM whatsapp_messages WHERE send_key LIKE 'topup-confirmed:%'")).rows.length;
+    const before = await allConfirmations();
+    await paid(silent);
+    assert.equal(await balanceOf(t.db, silent), 50);
+    assert.equal(await allConfirmations(), before);
   });
 
   test('an event of the other mode than the key (live on sk_test_) is recorded and changes nothing', async () => {

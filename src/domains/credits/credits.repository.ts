@@ -95,9 +95,5 @@ export const INSERT_CLAWBACK = `
 /** A won dispute owes nothing: its shortfall is no longer an operator's to chase. */
 export const CLEAR_CLAWBACK_SHORTFALL = 'UPDATE stripe_clawbacks SET shortfall = 0 WHERE ref = $1';
 
-/** The WhatsApp address of an account's contact (phone number, else BSUID), to tell it a top-up landed. */
-export const SELECT_ACCOUNT_WHATSAPP = `
-  SELECT COALESCE(phone, bsuid) AS address FROM whatsapp_contacts WHERE account_id = $1`;
-
 /** Whether a Stripe event id was recorded (to skip Stripe API reads for a redelivered event). */
 export const SELECT_STRIPE_EVENT = 'SELECT 1 FROM stripe_events WHERE event_id = $1';

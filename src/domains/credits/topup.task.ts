@@ -7,9 +7,9 @@
 import { z } from 'zod';
 import { defineTask } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
+import { addressOfAccount } from '../whatsapp/identity.ts';
 import { enqueueReply } from '../whatsapp/replies.ts';
 import { topupConfirmedReply } from './credits.replies.ts';
-import { SELECT_ACCOUNT_WHATSAPP } from './credits.repository.ts';
 import { topUp, UnknownAccountError } from './credits.service.ts';
 
 // Exactly one payment id, and nothing that differs between the events of one payment (no event
@@ -60,8 +60,7 @@ export const topupTask = defineTask({
       });
       if (m.applied) {
         ctx.log.info({ accountId: p.accountId, credits: p.credits, key }, 'top-up applied');
-        const contact = await ctx.db.query<{ address: string | null }>(SELECT_ACCOUNT_WHATSAPP, [p.accountId]);
-        const to = contact.rows[0]?.address;
+        const to = await addressOfAccount(ctx.db, p.accountId);
         if (to) {
           await enqueueReply(
             ctx.enqueue,
