@@ -2,15 +2,20 @@
 // official package: paid, free and multi-unit sessions, refunds and disputes taking credits back
 // once and never below zero, one WhatsApp confirmation per top-up, and events of the wrong mode.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import Stripe from 'stripe';
 import type { Queryable } from '../../src/db/db.ts';
 import { balanceOf, charge, createAccount } from '../../src/domains/credits/credits.service.ts';
+import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
+import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { type FakeStripe, startFakeStripe } from '../helpers/fake-stripe.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
-import { testDbKind } from '../helpers/test-db.ts';
+import { createTestDb, testDbKind } from '../helpers/test-db.ts';
 
 const SECRET = 'whsec_test_secret_for_the_money_events';
 
@@ -469,4 +474,109 @@ describe(`Stripe money events without STRIPE_SECRET_KEY (${testDbKind})`, () => 
       await t.close();
     }
   });
+});
+
+test(`through npm start: three packs credit 150 and are confirmed once on WhatsApp; a partial refund and a dispute for the rest take them back (${testDbKind})`, async () => {
+  const graph = await startFakeGraphApi();
+  const fake = await startFakeStripe();
+  const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
+  const ports = await servicePorts();
+  const base = ports.PUBLIC_BASE_URL!;
+  const appSecret = 'stripe-money-app-secret';
+  const env: Record<string, string> = {
+    ...ports,
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-stripe-money-')),
+    ...(db?.url ? { DATABASE_URL: db.url } : {}),
+    WHATSAPP_APP_SECRET: appSecret,
+    WHATSAPP_ACCESS_TOKEN: graph.accessToken,
+    WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
+    WHATSAPP_API_BASE_URL: graph.baseUrl,
+    STRIPE_WEBHOOK_SECRET: SECRET,
+    STRIPE_SECRET_KEY: fake.secretKey,
+    STRIPE_API_BASE_URL: fake.baseUrl,
+    SIGNUP_CREDITS: '5',
+  };
+  const service = startBackend(['serve'], env);
+  const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
+  /** Posts a signed Stripe event twice (Stripe's clock is the real one here). */
+  const stripeTwice = async (event: Json) => {
+    const body = JSON.stringify(event);
+    const outcomes: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const signature = Stripe.webhooks.generateTestHeaderString({ payload: body, secret: SECRET });
+      const r = await fetch(`${base}/webhooks/stripe`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'stripe-signature': signature },
+        body,
+      });
+      assert.equal(r.status, 200);
+      outcomes.push(((await r.json()) as { outcome: string }).outcome);
+    }
+    return outcomes;
+  };
+  const balanceLine = async (accountId: number) => {
+    const h = await runBackend(['credits', 'history', String(accountId)], env);
+    assert.equal(h.code, 0, h.stderr);
+    return h.stdout;
+  };
+  try {
+    await service.waitForLine(/"listening on http/);
+    const from = '15550401234';
+    const hello = textWebhook([{ from, text: 'balance', wamid: 'wamid.STRIPEMONEY1' }]);
+    const r = await fetch(`${base}/webhooks/whatsapp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(hello, appSecret) },
+      body: hello,
+    });
+    assert.equal(r.status, 200);
+    await graph.waitForSent(1);
+    const conversations = await runBackend(['whatsapp', 'conversations', '--user', from, '--json'], env);
+    assert.equal(conversations.code, 0, conversations.stderr);
+    const accountId = JSON.parse(conversations.stdout.trim().split('\n')[0]!).accountId as number;
+
+    const session = 'cs_test_e2e_three_packs';
+    fake.setLineItems(session, [{ quantity: 3, unitAmount: 500 }]);
+    const paidEvent = stripeEvent('checkout.session.completed', 'evt_e2e_paid', {
+      id: session,
+      client_reference_id: String(accountId),
+      payment_intent: 'pi_e2e_three_packs',
+      amount_subtotal: 1500,
+      amount_total: 1500,
+    });
+    assert.deepEqual(await stripeTwice(paidEvent), ['topup_enqueued', 'duplicate']);
+    const sent = await graph.waitForSent(2);
+    assert.equal(textOf(sent[1]!), 'Payment received: 150 credits added. You have 155 credits.');
+    assert.equal(sent[1]!.body.to, from);
+    assert.match(await balanceLine(accountId), /balance 155/);
+
+    const charge = {
+      id: 'ch_e2e_three_packs',
+      payment_intent: 'pi_e2e_three_packs',
+      amount: 1500,
+      amount_captured: 1500,
+    };
+    const refund = stripeEvent('charge.refunded', 'evt_e2e_refund', { ...charge, amount_refunded: 500 });
+    assert.deepEqual(await stripeTwice(refund), ['clawback', 'duplicate']);
+    assert.match(await balanceLine(accountId), /balance 105/);
+    const opened = stripeEvent('charge.dispute.created', 'evt_e2e_dispute', {
+      id: 'dp_e2e_three_packs',
+      charge: charge.id,
+      payment_intent: charge.payment_intent,
+      amount: 1000,
+    });
+    assert.deepEqual(await stripeTwice(opened), ['clawback', 'duplicate']);
+    const after = await balanceLine(accountId);
+    assert.match(after, /balance 5/);
+    assert.match(after, /refund_clawback\s+-50\s+105 /);
+    assert.match(after, /dispute_clawback\s+-100\s+5 /);
+    assert.equal(fake.requests.length, 1, 'the line items were read once');
+    assert.equal(graph.sent().length, 2, 'one confirmation, nothing else');
+  } finally {
+    service.child.kill('SIGTERM');
+    await service.exit;
+    await graph.close();
+    await fake.close();
+    await db?.close();
+    rmSync(env.DATA_DIR!, { recursive: true, force: true });
+  }
 });
