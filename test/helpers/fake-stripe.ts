@@ -1,7 +1,7 @@
 // A local stand-in for Stripe's API, for what the webhook reads through the official `stripe`
 // package: GET /v1/checkout/sessions/{id}/line_items (a list object, `expand[]` of
 // data.price.product honoured, `limit` and `starting_after` paging), with Stripe's answers to a
-// wrong key (401) and an unknown session (404) in its error envelope.
+// wrong key (401) and an unknown session (404) in its error envelope, and scripted server errors.
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -31,6 +31,8 @@ export interface FakeStripe {
   requests: StripeRequest[];
   /** The line items a session answers with. */
   setLineItems(sessionId: string, items: FakeLineItem[]): void;
+  /** The next `times` requests answer this status with Stripe's api_error envelope. */
+  failNext(status: number, times?: number): void;
   close(): Promise<void>;
 }
 
@@ -45,6 +47,7 @@ export async function startFakeStripe(options: { secretKey?: string } = {}): Pro
   const secretKey = options.secretKey ?? 'sk_test_fake0000000000000000000000';
   const sessions = new Map<string, FakeLineItem[]>();
   const requests: StripeRequest[] = [];
+  const failures: number[] = [];
   const listTemplate = fixture('line_items.list.json');
   const itemTemplate = (listTemplate.data as Record<string, unknown>[])[0]!;
   const productTemplate = fixture('product.json');
@@ -77,6 +80,10 @@ export async function startFakeStripe(options: { secretKey?: string } = {}): Pro
   };
 
   const answer = (method: string, url: URL, authorization: string | undefined) => {
+    const failure = failures.shift();
+    if (failure !== undefined) {
+      return { status: failure, body: { error: { type: 'api_error', message: 'An unknown error occurred' } } };
+    }
     if (authorization !== `Bearer ${secretKey}`) {
       const shown = authorization?.replace(/^Bearer /, '').slice(0, 8) ?? '';
       return stripeError(401, { message: `Invalid API Key provided: ${shown}***` });
@@ -142,6 +149,7 @@ export async function startFakeStripe(options: { secretKey?: string } = {}): Pro
     secretKey,
     requests,
     setLineItems: (sessionId, items) => sessions.set(sessionId, items),
+    failNext: (status, times = 1) => failures.push(...Array<number>(times).fill(status)),
     close: async () => {
       server.closeAllConnections();
       server.close();

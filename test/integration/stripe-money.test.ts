@@ -379,6 +379,43 @@ describe(`Stripe money events (${testDbKind})`, () => {
     ]);
   });
 
+  test('line items Stripe will not give (unknown session) are kept for an operator; a server error is retried by Stripe', async () => {
+    const accountId = await newAccount();
+    const missing = unique('cs_test');
+    const lost = stripeEvent('checkout.session.completed', unique('evt'), {
+      id: missing,
+      client_reference_id: String(accountId),
+      payment_intent: unique('pi'),
+    });
+    assert.equal(await sendTwice(lost), 'unmatched');
+    const kept = await t.db.query<{ reason: string }>(
+      'SELECT reason FROM stripe_unmatched_payments WHERE event_id = $1',
+      [lost.id],
+    );
+    assert.match(
+      kept.rows[0]!.reason,
+      /^credits not counted: line items not readable: Stripe answered 404: No such checkout\.session/,
+    );
+
+    const session = unique('cs_test');
+    fake.setLineItems(session, [{ quantity: 2, unitAmount: 500 }]);
+    const event = stripeEvent('checkout.session.completed', unique('evt'), {
+      id: session,
+      client_reference_id: String(accountId),
+      payment_intent: unique('pi'),
+    });
+    // The SDK retries once; two failures make the webhook fail, and nothing is recorded.
+    fake.failNext(500, 2);
+    const failed = await send(event);
+    assert.equal(failed.statusCode, 500, failed.body);
+    assert.equal((await t.db.query('SELECT 1 FROM stripe_events WHERE event_id = $1', [event.id])).rows.length, 0);
+    assert.equal(t.enqueued.length, 0);
+    // Stripe's redelivery counts the units.
+    assert.equal(await sendTwice(event), 'topup_enqueued');
+    await runTasks();
+    assert.equal(await assertConsistent(t.db, accountId), 100);
+  });
+
   test('each top-up sends one confirmation, whatever the deliveries of its events and tasks', async () => {
     const accountId = await newAccount();
     const first = await paid(accountId);

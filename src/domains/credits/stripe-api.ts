@@ -2,7 +2,7 @@
 // Checkout Session's line items (how many units were bought). Used only when STRIPE_SECRET_KEY is
 // set; STRIPE_API_BASE_URL points it at another server (a local fake in tests).
 import Stripe from 'stripe';
-import type { SessionLineItem, StripeApi } from './stripe-webhook.ts';
+import { LineItemsRefusedError, type SessionLineItem, type StripeApi } from './stripe-webhook.ts';
 
 /**
  * The API version this service reads objects in: the webhook endpoint's version, so a line item
@@ -42,13 +42,23 @@ export function createStripeApi(options: StripeApiOptions): StripeApi {
         limit: 100,
         expand: ['data.price.product'],
       });
-      for await (const item of list) {
-        const product = item.price?.product;
-        const productCredits =
-          product && typeof product === 'object' && !('deleted' in product && product.deleted)
-            ? (product as Stripe.Product).metadata?.credits
-            : undefined;
-        items.push({ quantity: item.quantity ?? 1, unitCredits: item.price?.metadata?.credits ?? productCredits });
+      try {
+        for await (const item of list) {
+          const product = item.price?.product;
+          const productCredits =
+            product && typeof product === 'object' && !('deleted' in product && product.deleted)
+              ? (product as Stripe.Product).metadata?.credits
+              : undefined;
+          items.push({ quantity: item.quantity ?? 1, unitCredits: item.price?.metadata?.credits ?? productCredits });
+        }
+      } catch (err) {
+        // A 4xx other than 429 (an unknown session, a key that may not read it) will not change on
+        // a retry: the session is kept for an operator. Anything else is thrown, and Stripe redelivers.
+        const status = err instanceof Stripe.errors.StripeError ? err.statusCode : undefined;
+        if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
+          throw new LineItemsRefusedError(`Stripe answered ${status}: ${(err as Error).message}`, { cause: err });
+        }
+        throw err;
       }
       return items;
     },

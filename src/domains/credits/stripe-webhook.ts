@@ -208,6 +208,14 @@ export interface SessionLineItem {
   unitCredits: string | undefined;
 }
 
+/** Stripe refused to list a session's line items for good (an unknown session, a key without access). */
+export class LineItemsRefusedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'LineItemsRefusedError';
+  }
+}
+
 /** The part of Stripe's API the webhook reads (stripe-api.ts; a fake in tests). */
 export interface StripeApi {
   listLineItems(checkoutSessionId: string): Promise<SessionLineItem[]>;
@@ -340,8 +348,13 @@ export async function handleStripeEvent(
 
 /** A session's units from its line items: the credits they add up to, or the session kept for an operator. */
 async function countUnits(api: StripeApi, action: Extract<PaymentAction, { kind: 'topup' }>): Promise<PaymentAction> {
-  const items = await api.listLineItems(action.checkoutSessionId!);
-  const counted = creditsFromLineItems(items, action.credits);
+  let counted: ReturnType<typeof creditsFromLineItems>;
+  try {
+    counted = creditsFromLineItems(await api.listLineItems(action.checkoutSessionId!), action.credits);
+  } catch (err) {
+    if (!(err instanceof LineItemsRefusedError)) throw err;
+    counted = { reason: `line items not readable: ${err.message}` };
+  }
   if ('reason' in counted) {
     return {
       kind: 'unmatched',
