@@ -32,7 +32,7 @@ Usage: deploy/deploy.sh --project PROJECT [options]
 
 Optional settings read from the environment (secrets are stored in Secret Manager, never printed):
   WHATSAPP_APP_SECRET WHATSAPP_ACCESS_TOKEN WHATSAPP_PHONE_NUMBER_ID STRIPE_WEBHOOK_SECRET
-  STRIPE_PAYMENT_LINK_URL LLM_BASE_URL LLM_MODEL LLM_API_KEY OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET
+  STRIPE_SECRET_KEY STRIPE_PAYMENT_LINK_URL LLM_BASE_URL LLM_MODEL LLM_API_KEY OAUTH_CLIENT_ID OAUTH_CLIENT_SECRET
   ADMIN_EMAILS
 EOF
 }
@@ -345,6 +345,7 @@ optional_secret() {
 }
 optional_secret WHATSAPP_APP_SECRET whatsapp-app-secret webhooks
 optional_secret STRIPE_WEBHOOK_SECRET stripe-webhook-secret webhooks
+optional_secret STRIPE_SECRET_KEY stripe-secret-key webhooks
 optional_secret WHATSAPP_ACCESS_TOKEN whatsapp-access-token tasks
 optional_secret LLM_API_KEY llm-api-key tasks
 optional_secret OAUTH_CLIENT_SECRET oauth-client-secret tasks
