@@ -4,9 +4,9 @@
 import { type Clock, systemClock } from '../clock.ts';
 import { type Config, databaseFor } from '../config.ts';
 import type { Db } from '../db/db.ts';
+import { DataDirInUseError } from '../db/db.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { describeDatabase, openDatabase } from '../db/open-database.ts';
-import { DataDirInUseError } from '../db/pglite.ts';
 import { createLogger } from '../logger.ts';
 import type { Service } from '../main.ts';
 import { emulatorAddress, enqueueTarget } from '../main.ts';

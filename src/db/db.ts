@@ -31,3 +31,15 @@ export interface Db extends Queryable {
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
+
+/** The embedded database's data directory is held by another live process (kept here, not in
+ * pglite.ts, so that a command can recognise it without loading PGlite). */
+export class DataDirInUseError extends Error {
+  constructor(dir: string, pid: number) {
+    super(
+      `The embedded database in ${dir} is open in another process (pid ${pid}). ` +
+        'Stop that process, or point DATABASE_URL at a PostgreSQL server to share the data.',
+    );
+    this.name = 'DataDirInUseError';
+  }
+}

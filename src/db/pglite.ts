@@ -10,23 +10,13 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import type { Db, QueryResult, Tx } from './db.ts';
+import { DataDirInUseError, type Db, type QueryResult, type Tx } from './db.ts';
 
 export interface PgliteOptions {
   /** Directory of the database files; null keeps everything in memory. */
   dataDir: string | null;
   /** A dump made by dumpPgliteDataDir, loaded into a fresh in-memory database (fast test setup). */
   loadDataDir?: Blob;
-}
-
-export class DataDirInUseError extends Error {
-  constructor(dir: string, pid: number) {
-    super(
-      `The embedded database in ${dir} is open in another process (pid ${pid}). ` +
-        'Stop that process, or point DATABASE_URL at a PostgreSQL server to share the data.',
-    );
-    this.name = 'DataDirInUseError';
-  }
 }
 
 export async function openPglite(options: PgliteOptions): Promise<Db & { raw: PGlite }> {

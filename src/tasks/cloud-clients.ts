@@ -1,17 +1,22 @@
 // The official Cloud Tasks and Cloud Scheduler clients, for Google Cloud or for an emulator: the same
 // code either way, only the endpoint and credentials differ.
-import { CloudSchedulerClient } from '@google-cloud/scheduler';
-import { CloudTasksClient, v2beta3 } from '@google-cloud/tasks';
+import { createRequire } from 'node:module';
+import type { CloudSchedulerClient } from '@google-cloud/scheduler';
+import { CloudTasksClient, type v2beta3 } from '@google-cloud/tasks';
 import { AuthClient, GoogleAuth, PassThroughClient } from 'google-auth-library';
 import type { ClientOptions } from 'google-gax';
 // The insecure channel credentials must come from the grpc-js instance gax itself uses.
 import * as gax from 'google-gax';
 
+// Loaded on first use: see createCloudClients.
+const require = createRequire(import.meta.url);
+
 export interface CloudClients {
-  tasks: CloudTasksClient;
-  scheduler: CloudSchedulerClient;
-  /** The v2beta3 client, for what only v2beta3 reports (queue stats: tasks waiting); same endpoint. */
-  tasksBeta: v2beta3.CloudTasksClient;
+  readonly tasks: CloudTasksClient;
+  /** Made on first use (the service in Google Cloud needs it only for the dashboard's schedules page). */
+  readonly scheduler: CloudSchedulerClient;
+  /** The v2beta3 client, for what only v2beta3 reports (queue stats: tasks waiting); same endpoint. Made on first use. */
+  readonly tasksBeta: v2beta3.CloudTasksClient;
   close(): Promise<void>;
 }
 
@@ -30,12 +35,10 @@ export interface CloudClientsOptions {
 }
 
 export function createCloudClients(options: CloudClientsOptions): CloudClients {
-  let tasks: CloudTasksClient;
-  let scheduler: CloudSchedulerClient;
-  let tasksBeta: v2beta3.CloudTasksClient;
+  let common: ClientOptions;
   if (options.emulator) {
     const at = options.emulator.lastIndexOf(':');
-    const common = {
+    common = {
       apiEndpoint: options.emulator.slice(0, at).replace(/^\[|\]$/g, ''),
       port: Number(options.emulator.slice(at + 1)),
       sslCreds: gax.grpc.credentials.createInsecure(),
@@ -43,21 +46,33 @@ export function createCloudClients(options: CloudClientsOptions): CloudClients {
       authClient: new PassThroughClient(),
       projectId: options.projectId,
     };
-    tasks = new CloudTasksClient(common);
-    scheduler = new CloudSchedulerClient(common);
-    tasksBeta = new v2beta3.CloudTasksClient(common);
   } else {
-    const google = { authClient: new LazyApplicationDefault(), ...options.google, projectId: options.projectId };
-    tasks = new CloudTasksClient(google);
-    scheduler = new CloudSchedulerClient(google);
-    tasksBeta = new v2beta3.CloudTasksClient(google);
+    common = { authClient: new LazyApplicationDefault(), ...options.google, projectId: options.projectId };
   }
+  const tasks = new CloudTasksClient(common);
+  // The Scheduler package and the v2beta3 client each load their own protocol descriptions, a
+  // large share of a cold start's CPU; a Cloud Run instance serving tasks never calls them, so
+  // they are made when first asked for (a synchronous require: the getter stays a plain property).
+  let scheduler: CloudSchedulerClient | undefined;
+  let tasksBeta: v2beta3.CloudTasksClient | undefined;
   return {
     tasks,
-    scheduler,
-    tasksBeta,
+    get scheduler() {
+      if (!scheduler) {
+        const { CloudSchedulerClient } = require('@google-cloud/scheduler') as typeof import('@google-cloud/scheduler');
+        scheduler = new CloudSchedulerClient(common);
+      }
+      return scheduler;
+    },
+    get tasksBeta() {
+      if (!tasksBeta) {
+        const { v2beta3 } = require('@google-cloud/tasks') as typeof import('@google-cloud/tasks');
+        tasksBeta = new v2beta3.CloudTasksClient(common);
+      }
+      return tasksBeta;
+    },
     async close() {
-      await Promise.all([tasks.close(), scheduler.close(), tasksBeta.close()]);
+      await Promise.all([tasks.close(), scheduler?.close(), tasksBeta?.close()]);
     },
   };
 }

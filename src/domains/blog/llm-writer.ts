@@ -2,12 +2,20 @@
 // OpenAI-compatible server (OpenAI, Ollama, vLLM, llama-server), structured output as a JSON
 // schema, the answer validated again by us, and every failure turned into an error that says how
 // the task should retry.
-import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from 'openai';
-import { zodResponseFormat } from 'openai/helpers/zod';
+import type OpenAI from 'openai';
 import { z } from 'zod';
 import { pgText } from '../../db/pg-text.ts';
+import { lazyImport } from '../../lazy-module.ts';
 import { NonRetryableError, RetryAfterError } from '../../tasks/task-errors.ts';
 import { type PostSource, type PostWriter, writtenPostSchema } from './writer.ts';
+
+/** The SDK, loaded with the first post written (not at start); its error classes, once loaded. */
+let sdk: typeof import('openai') | undefined;
+const loadSdk = lazyImport(async () => {
+  const [openai, helpers] = await Promise.all([import('openai'), import('openai/helpers/zod')]);
+  sdk = openai;
+  return { OpenAI: openai.default, zodResponseFormat: helpers.zodResponseFormat };
+});
 
 export interface LlmPricing {
   /** USD millionths per million prompt tokens (e.g. $0.15 / M tokens → 150_000). */
@@ -156,23 +164,28 @@ export function createLlmWriter(options: LlmWriterOptions): PostWriter {
   const maxOutputTokens = options.maxOutputTokens ?? LLM_WRITER_DEFAULTS.maxOutputTokens;
   const maxWaitMs = options.maxInProcessWaitMs ?? LLM_WRITER_DEFAULTS.maxInProcessWaitMs;
   const baseFetch = options.fetch ?? globalThis.fetch;
-  const client = new OpenAI({
-    baseURL: options.baseURL,
-    apiKey: options.apiKey,
-    timeout: timeoutMs,
-    maxRetries,
-    fetch: capRetryWaits(baseFetch, maxWaitMs),
+  const ready = lazyImport(async () => {
+    const { OpenAI, zodResponseFormat } = await loadSdk();
+    const client = new OpenAI({
+      baseURL: options.baseURL,
+      apiKey: options.apiKey,
+      timeout: timeoutMs,
+      maxRetries,
+      fetch: capRetryWaits(baseFetch, maxWaitMs),
+    });
+    return { client, responseFormat: zodResponseFormat(answerSchema, 'blog_post') };
   });
-  const responseFormat = zodResponseFormat(answerSchema, 'blog_post');
 
   return {
     name: `llm:${options.model}`,
     writesTopics: true,
     async probe(signal) {
       // GET /models: every OpenAI-compatible server has it, and it costs no tokens.
+      const { client } = await ready();
       await client.models.list({ signal, maxRetries: 0, timeout: 5_000 });
     },
     async write(source, { signal }) {
+      const { client, responseFormat } = await ready();
       let completion: OpenAI.Chat.Completions.ChatCompletion;
       try {
         completion = await client.chat.completions.create(
@@ -265,14 +278,16 @@ function readAnswer(completion: OpenAI.Chat.Completions.ChatCompletion): {
  */
 export function classifyLlmError(err: unknown, nowMs = Date.now()): Error {
   if (err instanceof LlmAnswerError || err instanceof NonRetryableError || err instanceof RetryAfterError) return err;
-  if (err instanceof APIUserAbortError) {
+  // Only the SDK makes its errors: before it is loaded, none can reach here.
+  const { APIConnectionError, APIError, APIUserAbortError } = sdk ?? {};
+  if (APIUserAbortError && err instanceof APIUserAbortError) {
     return new LlmUnavailableError('the LLM request was aborted', null, { cause: err });
   }
-  if (err instanceof APIConnectionError) {
+  if (APIConnectionError && err instanceof APIConnectionError) {
     // APIConnectionTimeoutError is a subclass: the server accepted the connection and said nothing in time.
     return new LlmUnavailableError(`the LLM server could not be reached: ${err.message}`, null, { cause: err });
   }
-  if (err instanceof APIError && typeof err.status === 'number') {
+  if (APIError && err instanceof APIError && typeof err.status === 'number') {
     const status = err.status;
     if (status === 429) {
       // OpenAI answers 429 for an exhausted balance too; waiting does not refill it.

@@ -2,8 +2,11 @@
 // serve: raw HTML is escaped, never passed through; links only to http, https and mailto, each
 // marked nofollow/ugc; images are never loaded (rendered as a link to the image instead, so a
 // post cannot track its readers or hotlink); the page's h1 is the title, so body headings start
-// at h2.
-import markdownIt, { type MarkdownIt } from 'markdown-it';
+// at h2. markdown-it loads with the first post rendered, not at start.
+import type { MarkdownIt } from 'markdown-it';
+import { lazyRequire } from '../../lazy-module.ts';
+
+const markdownIt = lazyRequire<typeof import('markdown-it').default>('markdown-it');
 
 const ALLOWED_PROTOCOLS = new Set(['http:', 'https:', 'mailto:']);
 export const LINK_REL = 'nofollow noopener ugc';
@@ -23,7 +26,7 @@ export function isSafeLinkUrl(url: string): boolean {
 }
 
 function createRenderer(): MarkdownIt {
-  const md = markdownIt({ html: false, linkify: true, typographer: false, breaks: false });
+  const md = markdownIt()({ html: false, linkify: true, typographer: false, breaks: false });
   const defaultValidate = md.validateLink.bind(md);
   // markdown-it decodes entities (javascript&colon;…) before this check and refuses javascript:,
   // vbscript:, file: and data: itself; on top of that, only absolute allowed protocols pass.
@@ -53,8 +56,9 @@ function createRenderer(): MarkdownIt {
   return md;
 }
 
-const renderer = createRenderer();
+let renderer: MarkdownIt | undefined;
 
 export function renderMarkdown(md: string): string {
+  renderer ??= createRenderer();
   return renderer.render(md);
 }

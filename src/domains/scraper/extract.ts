@@ -1,9 +1,13 @@
 // Turns a fetched page into the article's plain text (title, byline, paragraphs) with Mozilla's
-// Readability (Firefox's reader view) over linkedom: domain.md §2.8 measured it against jsdom and a
-// tag strip. The text keeps paragraph breaks, for the LLM that writes from it.
-import { Readability } from '@mozilla/readability';
-import { parseHTML } from 'linkedom';
+// Readability (Firefox's reader view) over linkedom (lighter and faster than jsdom for this, and
+// far better than a tag strip). The text keeps paragraph breaks, for the LLM that writes from it.
+// Both load on the first page, not at start.
+import type { Readability as ReadabilityClass } from '@mozilla/readability';
 import { pgText } from '../../db/pg-text.ts';
+import { lazyRequire } from '../../lazy-module.ts';
+
+const readability = lazyRequire<typeof import('@mozilla/readability')>('@mozilla/readability');
+const linkedom = lazyRequire<typeof import('linkedom')>('linkedom');
 
 export interface ExtractedArticle {
   title: string;
@@ -91,12 +95,12 @@ export function extractArticle(html: string, url: string, options: ExtractOption
   const document = parse(html);
   // Readability mutates the document, so read the page's own metadata first.
   const meta = pageMetadata(document);
-  let article: ReturnType<Readability<DomElement>['parse']> = null;
+  let article: ReturnType<ReadabilityClass<DomElement>['parse']> = null;
   // Counted here: Readability's own maxElemsToParse relies on getElementsByTagName('*'), which
   // linkedom answers with nothing.
   if (document.querySelectorAll('*').length <= (options.maxElements ?? 100_000)) {
     try {
-      article = new Readability<DomElement>(document as never, {
+      article = new (readability().Readability)<DomElement>(document as never, {
         charThreshold: 500,
         serializer: (node) => node as unknown as DomElement,
       }).parse();
@@ -127,7 +131,7 @@ export function extractArticle(html: string, url: string, options: ExtractOption
 function parse(html: string): DomDocument {
   // linkedom builds a broken tree from a fragment without <html>, so give it one.
   const source = /<html[\s>]/i.test(html) ? html : `<!doctype html><html><head></head><body>${html}</body></html>`;
-  return parseHTML(source).document as unknown as DomDocument;
+  return linkedom().parseHTML(source).document as unknown as DomDocument;
 }
 
 function pageMetadata(document: DomDocument) {

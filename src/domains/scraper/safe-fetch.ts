@@ -7,7 +7,11 @@ import net from 'node:net';
 import { decodeBuffer } from 'encoding-sniffer';
 import { ResultType, Sniffer } from 'encoding-sniffer/sniffer';
 import ipaddr from 'ipaddr.js';
-import { Agent, buildConnector, fetch } from 'undici';
+import type { Agent, buildConnector } from 'undici';
+import { lazyRequire } from '../../lazy-module.ts';
+
+// undici (its own fetch, for the connector below) loads with the first page fetched, not at start.
+const undici = lazyRequire<typeof import('undici')>('undici');
 
 export type LookupFunction = typeof dns.lookup;
 
@@ -178,6 +182,7 @@ function filteringLookup(base: LookupFunction, allowed: AddressCheck): LookupFun
  * second fence should a lookup path ever be bypassed).
  */
 function guardedAgent(allowed: AddressCheck | null, lookup: LookupFunction, timeoutMs: number, maxBytes: number) {
+  const { Agent, buildConnector } = undici();
   const base = buildConnector({
     timeout: Math.min(timeoutMs, 10_000),
     ...(allowed ? { lookup: filteringLookup(lookup, allowed) } : { lookup }),
@@ -220,7 +225,8 @@ export function createSafeFetcher(options: SafeFetchOptions = {}): SafeFetcher {
   const userAgent = options.userAgent ?? DEFAULTS.userAgent;
   const cidrs = (options.allowCidrs ?? []).map((c) => ipaddr.parseCIDR(c));
   const allowed: AddressCheck | null = allowPrivate ? null : (address) => isPublicAddress(address, cidrs);
-  const agent = guardedAgent(allowed, options.lookup ?? dns.lookup, timeoutMs, maxBytes);
+  const lookup = options.lookup ?? dns.lookup;
+  let agent: Agent | undefined; // made on the first fetch
 
   /** The checks that need no network: scheme, credentials, port, an IP-literal or localhost host. */
   function checkUrl(raw: string | URL, base?: URL): URL {
@@ -265,7 +271,8 @@ export function createSafeFetcher(options: SafeFetchOptions = {}): SafeFetcher {
     const redirects: string[] = [];
     try {
       for (;;) {
-        const response = await fetch(url, {
+        agent ??= guardedAgent(allowed, lookup, timeoutMs, maxBytes);
+        const response = await undici().fetch(url, {
           dispatcher: agent,
           redirect: 'manual',
           signal,
@@ -331,7 +338,9 @@ export function createSafeFetcher(options: SafeFetchOptions = {}): SafeFetcher {
 
   return {
     fetch: (url, opts) => fetchPage(url, opts?.signal),
-    close: () => agent.close(),
+    close: async () => {
+      await agent?.close();
+    },
   };
 }
 
