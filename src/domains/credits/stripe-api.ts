@@ -1,7 +1,8 @@
 // Stripe's API through the official `stripe` package, for what a webhook event does not carry: a
 // Checkout Session's line items (how many units were bought). Used only when STRIPE_SECRET_KEY is
-// set; STRIPE_API_BASE_URL points it at another server (a local fake in tests).
-import Stripe from 'stripe';
+// set; STRIPE_API_BASE_URL points it at another server (a local fake in tests). The package is
+// loaded at the first read, not at start-up (it takes ~0.1 s to load, which every start would pay).
+import type Stripe from 'stripe';
 import { LineItemsRefusedError, type SessionLineItem, type StripeApi } from './stripe-webhook.ts';
 
 /**
@@ -34,9 +35,15 @@ export function createStripeApi(options: StripeApiOptions): StripeApi {
         }
       : {}),
   };
-  const stripe = new Stripe(options.secretKey, config);
+  let loaded: Promise<{ stripe: Stripe; StripeError: typeof Stripe.errors.StripeError }> | undefined;
+  const client = () =>
+    (loaded ??= import('stripe').then(({ default: StripeClient }) => ({
+      stripe: new StripeClient(options.secretKey, config),
+      StripeError: StripeClient.errors.StripeError,
+    })));
   return {
     async listLineItems(checkoutSessionId: string): Promise<SessionLineItem[]> {
+      const { stripe, StripeError } = await client();
       const items: SessionLineItem[] = [];
       const list = stripe.checkout.sessions.listLineItems(checkoutSessionId, {
         limit: 100,
@@ -54,7 +61,7 @@ export function createStripeApi(options: StripeApiOptions): StripeApi {
       } catch (err) {
         // A 4xx other than 429 (an unknown session, a key that may not read it) will not change on
         // a retry: the session is kept for an operator. Anything else is thrown, and Stripe redelivers.
-        const status = err instanceof Stripe.errors.StripeError ? err.statusCode : undefined;
+        const status = err instanceof StripeError ? err.statusCode : undefined;
         if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
           throw new LineItemsRefusedError(`Stripe answered ${status}: ${(err as Error).message}`, { cause: err });
         }
