@@ -224,6 +224,20 @@ describe(`Stripe money events (${testDbKind})`, () => {
     ]);
   });
 
+  test('concurrent events telling one dispute and one refund state take credits once each', async () => {
+    const accountId = await newAccount();
+    const p = await paid(accountId);
+    const dp = unique('dp');
+    const results = await Promise.all([
+      ...Array.from({ length: 6 }, () => send(dispute(p, 'created', dp, 100, 'needs_response'))),
+      ...Array.from({ length: 6 }, () => send(refunded(p, 200))),
+    ]);
+    for (const r of results) assert.equal(r.statusCode, 200, r.body);
+    const outcomes = results.map((r) => r.json().outcome as string);
+    assert.equal(outcomes.filter((o) => o === 'clawback').length, 2, outcomes.join());
+    assert.equal(await assertConsistent(t.db, accountId), 50 - 10 - 20);
+  });
+
   test('refunds never take the balance below zero: the shortfall is recorded for an operator', async () => {
     const accountId = await newAccount();
     const p = await paid(accountId);
