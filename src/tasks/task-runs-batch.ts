@@ -1,9 +1,10 @@
 // Group commit for the push path's two task_runs statements. Concurrent deliveries of plain tasks
 // share one claim statement and one completion statement instead of two commits each: a delivery
-// that finds a statement of its kind in flight waits for the next one and shares it. Nothing waits
-// on a timer: with nothing in flight a delivery is written at once, alone, with the single-row
-// statement, so one delivery at a time is exactly as fast as without batching; under load the
-// batches grow by themselves with the number of deliveries that arrive while a statement runs.
+// that finds the most statements of its kind allowed in flight (MAX_IN_FLIGHT) waits for one of
+// them to end and shares the next. Nothing waits on a timer: with a slot free a delivery is written
+// at once, alone, with the single-row statement, so one delivery at a time is exactly as fast as
+// without batching; under load the batches grow by themselves with the number of deliveries that
+// arrive while the statements run.
 //
 // Every rule stays per delivery: each row of a batch has its own conflict rule (claim) or fence
 // (completion), and the answers are handed back one by one. Two deliveries of one (task, key), or
