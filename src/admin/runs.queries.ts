@@ -1,5 +1,5 @@
 // The SQL of the dashboard's runs, overview, outbox and health pages: each statement a named
-// constant with its purpose, every list a keyset page on an index (migrations 0002, 0004, 0011),
+// constant with its purpose, every list a keyset page on an index (migrations 0002, 0004, 0011, 0016),
 // and EXPLAIN_CASES for the benchmark (bench/dashboard.bench.ts prints their plans).
 import type { Queryable } from '../db/db.ts';
 import type { RunStatus } from '../tasks/task-runs.repository.ts';
