@@ -37,6 +37,8 @@ CREATE TABLE credit_holds (
   CONSTRAINT credit_holds_state_check CHECK ((state = ANY (ARRAY['held'::text, 'settled'::text, 'released'::text])))
 );
 
+CREATE INDEX credit_holds_held_created_at_idx ON credit_holds USING btree (created_at) WHERE (state = 'held'::text);
+
 CREATE TABLE credit_ledger (
   id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
   account_id bigint NOT NULL,
@@ -51,7 +53,7 @@ CREATE TABLE credit_ledger (
   CONSTRAINT credit_ledger_amount_check CHECK ((amount <> 0)),
   CONSTRAINT credit_ledger_balance_after_check CHECK ((balance_after >= 0)),
   CONSTRAINT credit_ledger_idempotency_key_key UNIQUE (idempotency_key),
-  CONSTRAINT credit_ledger_kind_check CHECK ((kind = ANY (ARRAY['signup_grant'::text, 'monthly_grant'::text, 'topup'::text, 'charge'::text, 'refund'::text, 'adjustment'::text])))
+  CONSTRAINT credit_ledger_kind_check CHECK ((kind = ANY (ARRAY['signup_grant'::text, 'monthly_grant'::text, 'topup'::text, 'charge'::text, 'refund'::text, 'adjustment'::text, 'refund_clawback'::text, 'dispute_clawback'::text, 'dispute_reversal'::text])))
 );
 
 CREATE INDEX credit_ledger_account_idx ON credit_ledger USING btree (account_id, id);
@@ -153,6 +155,28 @@ CREATE TABLE scraped_pages (
 
 CREATE INDEX scraped_pages_url_idx ON scraped_pages USING btree (url, fetched_at DESC);
 
+CREATE TABLE stripe_clawbacks (
+  ref text NOT NULL,
+  payment_key text NOT NULL,
+  kind text NOT NULL,
+  money bigint NOT NULL,
+  credits_due bigint NOT NULL,
+  credits_moved bigint NOT NULL,
+  shortfall bigint NOT NULL,
+  event_id text NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  CONSTRAINT stripe_clawbacks_pkey PRIMARY KEY (ref),
+  CONSTRAINT stripe_clawbacks_credits_due_check CHECK ((credits_due >= 0)),
+  CONSTRAINT stripe_clawbacks_credits_moved_check CHECK ((credits_moved >= 0)),
+  CONSTRAINT stripe_clawbacks_kind_check CHECK ((kind = ANY (ARRAY['refund'::text, 'dispute'::text, 'dispute_won'::text]))),
+  CONSTRAINT stripe_clawbacks_money_check CHECK ((money >= 0)),
+  CONSTRAINT stripe_clawbacks_payment_key_fkey FOREIGN KEY (payment_key) REFERENCES stripe_payments(payment_key),
+  CONSTRAINT stripe_clawbacks_shortfall_check CHECK ((shortfall >= 0))
+);
+
+CREATE INDEX stripe_clawbacks_payment_idx ON stripe_clawbacks USING btree (payment_key);
+CREATE INDEX stripe_clawbacks_shortfall_idx ON stripe_clawbacks USING btree (created_at) WHERE (shortfall > 0);
+
 CREATE TABLE stripe_events (
   event_id text NOT NULL,
   type text NOT NULL,
@@ -160,6 +184,23 @@ CREATE TABLE stripe_events (
   received_at timestamp with time zone NOT NULL,
   processed_at timestamp with time zone,
   CONSTRAINT stripe_events_pkey PRIMARY KEY (event_id)
+);
+
+CREATE TABLE stripe_payments (
+  payment_key text NOT NULL,
+  account_id bigint NOT NULL,
+  payment_intent_id text,
+  checkout_session_id text,
+  credits bigint NOT NULL,
+  amount bigint NOT NULL,
+  currency text,
+  livemode boolean NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  CONSTRAINT stripe_payments_pkey PRIMARY KEY (payment_key),
+  CONSTRAINT stripe_payments_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts(id),
+  CONSTRAINT stripe_payments_amount_check CHECK ((amount >= 0)),
+  CONSTRAINT stripe_payments_credits_check CHECK ((credits > 0)),
+  CONSTRAINT stripe_payments_payment_intent_id_key UNIQUE (payment_intent_id)
 );
 
 CREATE TABLE stripe_unmatched_payments (
@@ -185,9 +226,13 @@ CREATE TABLE task_outbox (
   send_attempts integer DEFAULT 0 NOT NULL,
   last_error text,
   traceparent text,
+  next_attempt_at timestamp with time zone,
+  parked_at timestamp with time zone,
   CONSTRAINT task_outbox_pkey PRIMARY KEY (id),
   CONSTRAINT task_outbox_task_id_key UNIQUE (task_id)
 );
+
+CREATE INDEX task_outbox_parked_idx ON task_outbox USING btree (id) WHERE (parked_at IS NOT NULL);
 
 CREATE TABLE task_runs (
   id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -211,17 +256,28 @@ CREATE TABLE task_runs (
   updated_at timestamp with time zone NOT NULL,
   CONSTRAINT task_runs_pkey PRIMARY KEY (id),
   CONSTRAINT task_runs_attempts_check CHECK ((attempts >= 0)),
-  CONSTRAINT task_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'dead'::text]))),
-  CONSTRAINT task_runs_task_key_unique UNIQUE (task, idempotency_key)
+  CONSTRAINT task_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'dead'::text])))
 );
 
 CREATE INDEX task_runs_finished_at_idx ON task_runs USING btree (finished_at) INCLUDE (task, status, started_at) WHERE (finished_at IS NOT NULL);
-CREATE INDEX task_runs_key_prefix_idx ON task_runs USING btree (idempotency_key text_pattern_ops);
 CREATE INDEX task_runs_running_idx ON task_runs USING btree (updated_at DESC) WHERE ((status = 'running'::text) AND (lease_expires_at IS NOT NULL));
-CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC) WHERE (status <> 'running'::text);
+CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC) WHERE (status = ANY (ARRAY['failed'::text, 'dead'::text]));
 CREATE INDEX task_runs_task_failures_idx ON task_runs USING btree (task, status, updated_at DESC) WHERE (status = ANY (ARRAY['failed'::text, 'dead'::text]));
+CREATE UNIQUE INDEX task_runs_task_key_unique ON task_runs USING btree (idempotency_key text_pattern_ops, task);
 CREATE INDEX task_runs_task_updated_at_idx ON task_runs USING btree (task, updated_at DESC);
 CREATE INDEX task_runs_updated_at_idx ON task_runs USING btree (updated_at DESC);
+
+CREATE TABLE whatsapp_contact_former_ids (
+  former_id text NOT NULL,
+  kind text NOT NULL,
+  contact_id bigint NOT NULL,
+  replaced_at timestamp with time zone NOT NULL,
+  CONSTRAINT whatsapp_contact_former_ids_pkey PRIMARY KEY (former_id),
+  CONSTRAINT whatsapp_contact_former_ids_contact_id_fkey FOREIGN KEY (contact_id) REFERENCES whatsapp_contacts(id),
+  CONSTRAINT whatsapp_contact_former_ids_kind_check CHECK ((kind = ANY (ARRAY['phone'::text, 'bsuid'::text])))
+);
+
+CREATE INDEX whatsapp_contact_former_ids_contact_idx ON whatsapp_contact_former_ids USING btree (contact_id);
 
 CREATE TABLE whatsapp_contacts (
   id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
@@ -231,6 +287,7 @@ CREATE TABLE whatsapp_contacts (
   profile_name text,
   last_inbound_at timestamp with time zone,
   created_at timestamp with time zone NOT NULL,
+  username text,
   CONSTRAINT whatsapp_contacts_pkey PRIMARY KEY (id),
   CONSTRAINT whatsapp_contacts_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts(id),
   CONSTRAINT whatsapp_contacts_account_id_key UNIQUE (account_id),
