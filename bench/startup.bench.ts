@@ -3,7 +3,11 @@
 // the embedded emulator) and in cloud mode (what a Cloud Run instance runs), in cloud mode also with
 // tracing and metrics exported (to a local endpoint where nothing listens: what is measured is the
 // start, not the export).
-// Run: node bench/startup.bench.ts [runs] [--cloud-only]   (bounded: `runs` starts per configuration, default 10)
+// Run: node bench/startup.bench.ts [runs] [--cloud-only] [--reference <checkout>]
+//   (bounded: `runs` starts per configuration, default 10). With --reference, another checkout of
+//   this repository (its own node_modules, or a symlink to these) is started in cloud mode in turn
+//   with the others, on its own database migrated by its own code, and each cloud row gets its
+//   ratio to it: on a machine whose speed drifts, the ratio is what compares across days.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -14,6 +18,8 @@ import { BIN, freePort } from '../test/helpers/cli-process.ts';
 
 const runs = Number(process.argv[2] ?? 10);
 const cloudOnly = process.argv.includes('--cloud-only');
+const referenceAt = process.argv.indexOf('--reference');
+const reference = referenceAt > 0 ? process.argv[referenceAt + 1] : undefined;
 const pgUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** CPU time (user + system) the last started process had used when it became ready. */
@@ -29,10 +35,10 @@ function cpuMsOf(pid: number | undefined): number {
   }
 }
 
-async function startOnce(env: Record<string, string>): Promise<number> {
+async function startOnce(env: Record<string, string>, bin = BIN): Promise<number> {
   const port = await freePort();
   const started = performance.now();
-  const child = spawn(process.execPath, [BIN, 'serve'], {
+  const child = spawn(process.execPath, [bin, 'serve'], {
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', LOG_FORMAT: 'json' },
     stdio: 'ignore',
   });
@@ -57,13 +63,23 @@ async function startOnce(env: Record<string, string>): Promise<number> {
   }
 }
 
-function summary(label: string, samples: number[], cpu: number[] = []): string {
-  const sorted = (v: number[]) => [...v].sort((a, b) => a - b);
-  const s = sorted(samples);
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+
+function summary(
+  label: string,
+  samples: number[],
+  cpu: number[] = [],
+  ref?: { wall: number[]; cpu: number[] },
+): string {
+  const s = [...samples].sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-  const c = sorted(cpu);
-  const cpuP50 = c.length > 0 ? c[Math.floor(c.length / 2)]!.toFixed(0) : '';
-  return `| ${label} | ${runs} | ${at(0).toFixed(0)} | ${at(0.5).toFixed(0)} | ${at(0.9).toFixed(0)} | ${cpuP50} |`;
+  const cpuP50 = cpu.length > 0 ? median(cpu).toFixed(0) : '';
+  const ratio = ref
+    ? ` ${(median(samples) / median(ref.wall)).toFixed(2)} (CPU ${(median(cpu) / median(ref.cpu)).toFixed(2)}) |`
+    : reference
+      ? ' |'
+      : '';
+  return `| ${label} | ${runs} | ${at(0).toFixed(0)} | ${at(0.5).toFixed(0)} | ${at(0.9).toFixed(0)} | ${cpuP50} |${ratio}`;
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'bench-startup-'));
@@ -119,24 +135,45 @@ try {
       METRICS_EXPORTER: 'prometheus',
       METRICS_PORT: String(await freePort()),
     });
+    let refEnv: Record<string, string> | undefined;
+    let refBin: string | undefined;
+    if (reference) {
+      refBin = join(reference, 'bin', 'backend.js');
+      await admin.query(`CREATE DATABASE ${dbName}_ref`);
+      const refUrl = new URL(pgUrl);
+      refUrl.pathname = `/${dbName}_ref`;
+      refEnv = { ...cloudEnv, DATABASE_URL: refUrl.toString() };
+      await startOnce(refEnv, refBin); // migrates the reference's database with its own code
+    }
     const configs = [
+      ...(refEnv
+        ? [{ label: `reference (${reference}), TASKS_BACKEND=cloud`, env: async () => refEnv!, bin: refBin }]
+        : []),
       { label: 'PostgreSQL, migrations applied, TASKS_BACKEND=cloud', env: async () => cloudEnv },
       { label: 'the same, traces and metrics over OTLP (dead endpoint)', env: async () => otlpEnv },
       { label: 'the same, traces over OTLP, metrics on a Prometheus port', env: promEnv },
-    ].map((c) => ({ ...c, wall: [] as number[], cpu: [] as number[] }));
+    ].map((c) => ({ bin: BIN as string | undefined, ...c, wall: [] as number[], cpu: [] as number[] }));
+    for (const c of configs) await startOnce(await c.env(), c.bin); // warms each checkout's compile cache
     for (let i = 0; i < runs; i++) {
-      for (const c of configs) {
-        c.wall.push(await startOnce(await c.env()));
+      // Alternating order, so that a drift in the machine's speed falls on every configuration alike.
+      for (const c of i % 2 === 0 ? configs : [...configs].reverse()) {
+        c.wall.push(await startOnce(await c.env(), c.bin));
         c.cpu.push(lastCpuMs);
       }
     }
-    for (const c of configs) rows.push(summary(c.label, c.wall, c.cpu));
+    const ref = reference ? configs[0] : undefined;
+    for (const c of configs) rows.push(summary(c.label, c.wall, c.cpu, ref));
   } finally {
+    if (reference) await admin.query(`DROP DATABASE IF EXISTS ${dbName}_ref WITH (FORCE)`);
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
   }
 } finally {
   rmSync(dataDir, { recursive: true, force: true });
 }
-console.log('\n| configuration | runs | min ms | p50 ms | p90 ms | CPU p50 ms |\n|---|---|---|---|---|---|');
+console.log(
+  reference
+    ? '\n| configuration | runs | min ms | p50 ms | p90 ms | CPU p50 ms | p50 / reference |\n|---|---|---|---|---|---|---|'
+    : '\n| configuration | runs | min ms | p50 ms | p90 ms | CPU p50 ms |\n|---|---|---|---|---|---|',
+);
 for (const r of rows) console.log(r);
