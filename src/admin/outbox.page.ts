@@ -3,6 +3,7 @@
 // (too many failed sends, or one Cloud Tasks refused as malformed) is marked apart: the relay no
 // longer sends it until an operator re-sends or drops it with `backend outbox resend|drop`.
 import type { FastifyInstance } from 'fastify';
+import type { OutboxRow } from '../tasks/outbox.repository.ts';
 import { MAX_SEND_ATTEMPTS } from '../tasks/outbox-relay.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
@@ -11,20 +12,6 @@ import { OUTBOX_DEPTH, OUTBOX_ROWS } from './runs.queries.ts';
 import { duration, formatNumber, operatorOf, utcTime } from './view.ts';
 
 const SHOWN = 200;
-
-interface OutboxRow {
-  id: number | string;
-  task: string;
-  queue: string;
-  task_id: string;
-  idempotency_key: string;
-  schedule_time: Date | null;
-  created_at: Date;
-  send_attempts: number;
-  last_error: string | null;
-  next_attempt_at: Date | null;
-  parked_at: Date | null;
-}
 
 /** Why a row is still here, in words. */
 function why(row: OutboxRow, ageMs: number): SafeHtml | string {

@@ -19,7 +19,8 @@ export interface OutboxEntry {
   parkedAt: Date | null;
 }
 
-interface Row {
+/** A task_outbox row as stored (the dashboard reads the same columns). */
+export interface OutboxRow {
   id: number | string;
   task: string;
   queue: string;
@@ -49,7 +50,7 @@ const RESEND = `
    WHERE id = ANY($1::bigint[])`;
 const DROP_PARKED = 'DELETE FROM task_outbox WHERE id = ANY($1::bigint[]) AND parked_at IS NOT NULL';
 
-function toEntry(r: Row): OutboxEntry {
+function toEntry(r: OutboxRow): OutboxEntry {
   return {
     id: Number(r.id),
     task: r.task,
@@ -68,7 +69,7 @@ function toEntry(r: Row): OutboxEntry {
 export const outboxRows = {
   /** Rows waiting, oldest first; only the parked ones with parked: true. */
   async list(q: Queryable, options: { parked?: boolean; limit: number }): Promise<OutboxEntry[]> {
-    const r = await q.query<Row>(options.parked ? LIST_PARKED : LIST_ALL, [options.limit]);
+    const r = await q.query<OutboxRow>(options.parked ? LIST_PARKED : LIST_ALL, [options.limit]);
     return r.rows.map(toEntry);
   },
 
@@ -79,7 +80,7 @@ export const outboxRows = {
 
   /** The rows with these ids, locked until the transaction ends; ids not in the outbox are absent. */
   async lock(q: Queryable, ids: readonly number[]): Promise<OutboxEntry[]> {
-    const r = await q.query<Row>(LOCK, [ids]);
+    const r = await q.query<OutboxRow>(LOCK, [ids]);
     return r.rows.map(toEntry);
   },
 
