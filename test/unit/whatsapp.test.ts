@@ -230,3 +230,28 @@ test('identity: who sent a message, whatever ids Meta gives; what a system messa
   assert.equal(dead.kind, 'dead');
   assert.match(dead.kind === 'dead' ? dead.reason : '', /131062: business-scoped user id recipients are not supported/);
 });
+
+test('a status for a message sent to a BSUID names its recipient by recipient_user_id', () => {
+  const status = (fields: Record<string, unknown>) =>
+    parseWebhook({
+      object: 'whatsapp_business_account',
+      entry: [
+        {
+          id: '210987654321098',
+          changes: [
+            {
+              field: 'messages',
+              value: {
+                messaging_product: 'whatsapp',
+                metadata: { display_phone_number: '15550101234', phone_number_id: '109876543210987' },
+                statuses: [{ id: 'wamid.OURS', status: 'delivered', timestamp: '1793836800', ...fields }],
+              },
+            },
+          ],
+        },
+      ],
+    }).statuses[0]!.recipient;
+  assert.equal(status({ recipient_user_id: 'US.13491208655302741918' }), 'US.13491208655302741918');
+  assert.equal(status({ recipient_id: '15551234567', recipient_user_id: 'US.13491208655302741918' }), '15551234567');
+  assert.equal(status({}), null);
+});

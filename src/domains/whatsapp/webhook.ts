@@ -76,6 +76,8 @@ const statusSchema = z.looseObject({
   status: z.string().min(1).max(32),
   timestamp: unixSeconds,
   recipient_id: z.string().max(160).optional(),
+  // A recipient we wrote to by BSUID: Meta names them here, with recipient_id only if their phone may be shared.
+  recipient_user_id: z.string().max(160).optional(),
   errors: z.array(z.unknown()).optional(),
 });
 
@@ -181,7 +183,7 @@ export function parseWebhook(json: unknown): ParsedWebhook {
         result.statuses.push({
           wamid: s.id,
           status: s.status,
-          recipient: s.recipient_id ?? null,
+          recipient: s.recipient_id ?? s.recipient_user_id ?? null,
           statusAt: seconds(s.timestamp),
           errors: s.errors,
         });
