@@ -1,9 +1,10 @@
 // The emulator's token issuer: an RSA key (kept in the data directory when there is one), the
 // OIDC ID tokens it signs for tasks and jobs (RS256, Google's claim set), and the discovery
-// document, JWKS and PEM certs a verifier reads.
+// document, JWKS and X.509 certificates a verifier reads.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type KeyObject, sign } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { selfSignedCertificate } from './x509.ts';
 
 const KEY_FILE = 'signing-key.pem';
 /** Google's ID tokens live one hour (exp − iat = 3600 in its samples). */
@@ -22,7 +23,7 @@ export class Signer {
   readonly kid: string;
   readonly #privateKey: KeyObject;
   readonly #publicJwk: Record<string, unknown>;
-  readonly #publicPem: string;
+  #certificate: string | undefined;
   readonly #cache = new Map<string, { token: string; iat: number; exp: number }>();
 
   private constructor(privateKey: KeyObject) {
@@ -35,7 +36,6 @@ export class Signer {
       .digest('hex')
       .slice(0, 40);
     this.#publicJwk = { kty: jwk.kty, n: jwk.n, e: jwk.e, alg: 'RS256', use: 'sig', kid: this.kid };
-    this.#publicPem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
   }
 
   /** Loads the key from `dataDir`, or makes one (and saves it there when a directory is given). */
@@ -103,9 +103,13 @@ export class Signer {
     return { keys: [this.#publicJwk] };
   }
 
-  /** Google's v1/certs shape: { kid: PEM }; google-auth-library's verifyIdToken accepts SPKI PEM. */
+  /**
+   * Google's oauth2/v1/certs shape: { kid: PEM X.509 certificate }, here self-signed for the
+   * signing key (x509.ts), made once.
+   */
   pemCerts(): Record<string, string> {
-    return { [this.kid]: this.#publicPem };
+    this.#certificate ??= selfSignedCertificate(this.#privateKey);
+    return { [this.kid]: this.#certificate };
   }
 
   discovery(issuer: string, baseUrl: string): Record<string, unknown> {

@@ -167,9 +167,9 @@ for (const transport of TRANSPORTS) {
       assert.equal(verified.payload.email, SA);
       await assert.rejects(jwtVerify(custom, jwks, { issuer: emulator.issuer, audience: url }), /aud/);
 
-      // The PEM certs serve google-auth-library's verifyIdToken as they serve Google's.
+      // The X.509 certs serve google-auth-library's verifyIdToken as Google's serve it.
       const certs = (await (await fetch(`${emulator.httpUrl}/certs`)).json()) as Record<string, string>;
-      assert.match(certs[decodeProtectedHeader(token).kid!]!, /BEGIN PUBLIC KEY/);
+      assert.match(certs[decodeProtectedHeader(token).kid!]!, /BEGIN CERTIFICATE/);
       const google = new OAuth2Client({
         endpoints: { oauth2FederatedSignonPemCertsUrl: `${emulator.httpUrl}/certs` },
         issuers: [emulator.issuer],
