@@ -1,7 +1,7 @@
 // `backend emulator`: the Cloud Tasks + Cloud Scheduler emulator on its own, for services written
 // in any language; prints where it listens and how to point a client at it.
 import { type Command, InvalidArgumentError } from 'commander';
-import type { Emulator } from '../emulator/index.ts';
+import type { Emulator, EmulatorOptions } from '../emulator/index.ts';
 
 // The emulator's defaults, repeated here so `backend --help` need not load the emulator.
 const DEFAULT_GRPC_PORT = 8123;
@@ -10,13 +10,23 @@ const DEFAULT_HTTP_PORT = 8124;
 /** How long a signal waits for the emulator to close (flushing the journal) before exiting anyway. */
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 
-interface EmulatorCliOptions {
+/** Cloud Tasks' windows: a finished task's name ~1 hour, a deleted queue's name 7 days. */
+const TASK_TOMBSTONE_DEFAULT = '1h';
+const QUEUE_TOMBSTONE_DEFAULT = '0';
+
+export interface EmulatorCliOptions {
   grpcPort: number;
   httpPort: number;
   dataDir?: string;
   host: string;
   allowHost: string[];
+  issuer?: string;
+  taskTombstone: number;
+  queueTombstone: number;
+  queue: string[];
 }
+
+const repeat = (value: string, previous: string[]) => [...previous, value];
 
 export function emulatorCommand(program: Command): void {
   program
@@ -33,17 +43,32 @@ export function emulatorCommand(program: Command): void {
     .option(
       '--allow-host <name>',
       'a host name REST clients may use besides localhost and IP addresses (repeatable; e.g. a container name)',
-      (value: string, previous: string[]) => [...previous, value],
+      repeat,
       [] as string[],
+    )
+    .option(
+      '--queue <name>',
+      'create this queue at start unless it exists, e.g. projects/dev/locations/local/queues/default (repeatable)',
+      repeat,
+      [] as string[],
+    )
+    .option('--issuer <url>', 'the iss of the OIDC tokens it signs (default: its REST base URL)')
+    .option(
+      '--task-tombstone <duration>',
+      "how long a finished or deleted task's name cannot be reused, e.g. 1h, 90s, 0 (Cloud Tasks: about 1h)",
+      parseDuration,
+      parseDuration(TASK_TOMBSTONE_DEFAULT),
+    )
+    .option(
+      '--queue-tombstone <duration>',
+      "how long a deleted queue's name cannot be reused; 7d is what Cloud Tasks does (default: 0, reuse is only warned about)",
+      parseDuration,
+      parseDuration(QUEUE_TOMBSTONE_DEFAULT),
     )
     .action(async (options: EmulatorCliOptions) => {
       const { startEmulator } = await import('../emulator/index.ts');
       const emulator = await startEmulator({
-        host: options.host,
-        allowedHosts: options.allowHost,
-        grpcPort: options.grpcPort,
-        httpPort: options.httpPort,
-        ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+        ...emulatorOptions(options),
         log: (level, message, data) => {
           if (level === 'warn' || level === 'error') {
             // A multi-line message (the warning about listening beyond loopback) is shown as a block.
@@ -52,9 +77,24 @@ export function emulatorCommand(program: Command): void {
           }
         },
       });
-      process.stdout.write(banner(emulator, options.dataDir));
+      process.stdout.write(banner(emulator, options));
       stopOnSignals(emulator);
     });
+}
+
+/** What the parsed command line asks startEmulator() for (its log aside). */
+export function emulatorOptions(options: EmulatorCliOptions): EmulatorOptions {
+  return {
+    host: options.host,
+    allowedHosts: options.allowHost,
+    grpcPort: options.grpcPort,
+    httpPort: options.httpPort,
+    taskTombstoneMs: options.taskTombstone,
+    queueTombstoneMs: options.queueTombstone,
+    queues: options.queue,
+    ...(options.issuer ? { issuer: options.issuer } : {}),
+    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+  };
 }
 
 function parsePort(value: string): number {
@@ -63,14 +103,36 @@ function parsePort(value: string): number {
   return port;
 }
 
-function banner(emulator: Emulator, dataDir: string | undefined): string {
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `7d`, `1h`, `30m`, `90s`, `500ms`, `1.5h`, or `0`, as milliseconds. */
+export function parseDuration(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m || (m[2] === undefined && Number(m[1]) !== 0)) {
+    throw new InvalidArgumentError('expected a duration such as 7d, 1h, 30m, 90s or 0');
+  }
+  return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!);
+}
+
+/** 3600000 → "1h", 0 → "0". */
+function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms !== 0 && ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
+  }
+  return ms === 0 ? '0' : `${ms}ms`;
+}
+
+function banner(emulator: Emulator, options: EmulatorCliOptions): string {
+  const { dataDir } = options;
   const host = emulator.grpcAddress.slice(0, emulator.grpcAddress.lastIndexOf(':'));
   const lines = [
     'Cloud Tasks v2 + Cloud Scheduler v1 emulator',
     `  gRPC   ${emulator.grpcAddress}`,
     `  REST   ${emulator.httpUrl}`,
-    `  OIDC   issuer ${emulator.issuer}, JWKS ${emulator.jwksUri}, PEM ${emulator.httpUrl}/certs`,
+    `  OIDC   issuer ${emulator.issuer}, JWKS ${emulator.jwksUri}, X.509 certs ${emulator.httpUrl}/certs`,
     `  data   ${dataDir ?? 'memory only (use --data-dir to keep state across restarts)'}`,
+    `  names  a finished task's blocked ${formatDuration(options.taskTombstone)}, a deleted queue's ${formatDuration(options.queueTombstone)}${options.queueTombstone === 0 ? ' (Cloud Tasks: 7d; --queue-tombstone 7d)' : ''}`,
+    ...(options.queue.length > 0 ? [`  queues ${options.queue.join(', ')}`] : []),
     '',
     'Environment for code that reads it (the official clients take options, not variables):',
     `  export CLOUD_TASKS_EMULATOR_HOST=${emulator.grpcAddress}`,

@@ -114,14 +114,14 @@ export class CloudSchedulerService {
   }
 
   listJobs(request: ProtoObject): ProtoObject {
-    const parent = checkParent(request.parent);
+    const parent = checkParent(request.parent, 'cloudscheduler.googleapis.com');
     const names = [...this.#jobs.keys()].filter((n) => n.startsWith(`${parent}/jobs/`)).sort();
     const { page, next } = paginate(names, request.pageSize, request.pageToken, MAX_PAGE);
     return { jobs: page.map((n) => renderJob(this.#jobs.get(n)!)), nextPageToken: next };
   }
 
   async createJob(request: ProtoObject): Promise<ProtoObject> {
-    const parent = checkParent(request.parent);
+    const parent = checkParent(request.parent, 'cloudscheduler.googleapis.com');
     const given: ProtoObject = request.job ?? {};
     const name = String(given.name ?? '');
     const parsed = parseJobName(name);

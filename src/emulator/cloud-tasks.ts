@@ -7,7 +7,15 @@ import { randomBytes } from 'node:crypto';
 import { backoffDelayMs, parseRetryAfterMs } from './backoff.ts';
 import type { EmulatorContext } from './context.ts';
 import type { DeliveryResult } from './deliver.ts';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound, unimplemented } from './errors.ts';
+import {
+  type ApiError,
+  alreadyExists,
+  failedPrecondition,
+  help,
+  invalidArgument,
+  notFound,
+  unimplemented,
+} from './errors.ts';
 import { applyMask, type MaskRules, maskPaths } from './field-mask.ts';
 import { type HeapEntry, MinHeap } from './heap.ts';
 import {
@@ -39,6 +47,11 @@ const MSG_TASK_TOO_RECENT =
   'The task cannot be created because a task with this name existed too recently. For more information about task de-duplication see https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues.tasks/create#body.request_body.FIELDS.task.';
 const MSG_TASK_GONE =
   'The task no longer exists, though a task with this name existed recently. The task either successfully completed or was deleted.';
+// The links the real service attaches (google.rpc.Help) to its name errors.
+const HELP_QUEUE_NAME =
+  'https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues#Queue.FIELDS.name';
+const HELP_TASK_NAME =
+  'https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues.tasks#Task.FIELDS.name';
 const MSG_TASK_NAME =
   'Task name must be formatted: "projects/<PROJECT_ID>/locations/<LOCATION_ID>/queues/<QUEUE_ID>/tasks/<TASK_ID>"';
 
@@ -56,8 +69,16 @@ const MIN_DEADLINE_MS = 15_000;
 const MAX_DEADLINE_MS = 30 * 60_000;
 const MAX_SCHEDULE_AHEAD_MS = 720 * 3_600_000;
 const MAX_TASK_BYTES = 1024 * 1024;
+/** How long Cloud Tasks blocks a deleted queue's name (cloudtasks.proto DeleteQueue). */
+export const CLOUD_QUEUE_TOMBSTONE_MS = 7 * 24 * 3_600_000;
 const MAX_QUEUE_PAGE = 9800;
 const MAX_TASK_PAGE = 1000;
+/**
+ * Task names blocked at once, at most: about 150 bytes each, so ~150 MB at the cap, reached only
+ * by finishing over 275 tasks a second for a whole hour (the default window). A Map cannot hold
+ * more than 2^24 entries anyway.
+ */
+const MAX_TASK_TOMBSTONES = 1_000_000;
 
 export type QueueState = 'RUNNING' | 'PAUSED' | 'DISABLED';
 
@@ -151,6 +172,8 @@ export class CloudTasksService {
   /** name → blocked until; insertion order is expiry order, since the window is one constant. */
   readonly #taskTombstones = new Map<string, number>();
   readonly #queueTombstones = new Map<string, number>();
+  /** name → when deleted, to warn about a reuse Cloud Tasks would refuse (memory only). */
+  readonly #queueDeletedAt = new Map<string, number>();
   #seq = 0;
 
   constructor(ctx: EmulatorContext, options: CloudTasksOptions) {
@@ -258,12 +281,13 @@ export class CloudTasksService {
     const given: ProtoObject = request.queue ?? {};
     const name = String(given.name ?? '');
     const parsed = parseQueueName(name);
-    if (!parsed) throw invalidArgument(MSG_QUEUE_NAME);
+    if (!parsed) throw queueNameError();
     if (parsed.parent !== parent) throw invalidArgument(`${name} must begin with ${parent}.`);
     this.#pruneTombstones();
     if (this.#queues.has(name)) throw alreadyExists(MSG_QUEUE_EXISTS);
     if (this.#queueTombstones.has(name)) throw failedPrecondition(MSG_QUEUE_TOO_RECENT);
     const json = queueFromProto(name, given, undefined);
+    this.#warnIfReused(name);
     const queue = this.#addQueue(json);
     await this.#ctx.journal.append({ t: 'queue', queue: json });
     this.#ctx.events.emit('queue:created', { queue: name });
@@ -274,11 +298,12 @@ export class CloudTasksService {
   async updateQueue(request: ProtoObject): Promise<ProtoObject> {
     const given: ProtoObject = request.queue ?? {};
     const name = String(given.name ?? '');
-    if (!parseQueueName(name)) throw invalidArgument(MSG_QUEUE_NAME);
+    if (!parseQueueName(name)) throw queueNameError();
     const existing = this.#queues.get(name);
     if (!existing) {
       this.#pruneTombstones();
       if (this.#queueTombstones.has(name)) throw failedPrecondition(MSG_QUEUE_TOO_RECENT);
+      this.#warnIfReused(name);
     }
     const paths = maskPaths(request.updateMask);
     const merged = updateQueueFields(existing ? renderQueue(existing) : {}, given, paths);
@@ -299,10 +324,12 @@ export class CloudTasksService {
 
   async deleteQueue(request: ProtoObject): Promise<ProtoObject> {
     const name = String(request.name ?? '');
-    if (!parseQueueName(name)) throw invalidArgument(MSG_QUEUE_NAME);
+    if (!parseQueueName(name)) throw queueNameError();
     const queue = this.#queues.get(name);
     if (!queue) throw notFound(MSG_NOT_FOUND);
     this.#queues.delete(name);
+    this.#queueDeletedAt.delete(name);
+    this.#queueDeletedAt.set(name, this.#now());
     const until = this.#now() + this.#options.queueTombstoneMs;
     if (this.#options.queueTombstoneMs > 0) this.#queueTombstones.set(name, until);
     for (const task of queue.tasks.values()) {
@@ -313,6 +340,42 @@ export class CloudTasksService {
     await this.#ctx.journal.append({ t: 'queue-deleted', name, until });
     this.#ctx.events.emit('queue:deleted', { queue: name });
     return {};
+  }
+
+  /**
+   * Locally a deleted queue's name is free again unless queueTombstoneMs says otherwise; Cloud
+   * Tasks refuses it for 7 days, so a script that deletes and recreates a queue is told here what
+   * would happen there.
+   */
+  #warnIfReused(name: string): void {
+    const deletedAt = this.#queueDeletedAt.get(name);
+    if (deletedAt === undefined) return;
+    this.#queueDeletedAt.delete(name);
+    const ago = this.#now() - deletedAt;
+    if (ago >= CLOUD_QUEUE_TOMBSTONE_MS) return;
+    this.#ctx.log(
+      'warn',
+      `queue ${name} is created again ${Math.round(ago / 1000)} s after it was deleted: Cloud Tasks would refuse this with FAILED_PRECONDITION for 7 days (start the emulator with --queue-tombstone 7d to refuse it here too)`,
+      { queue: name },
+    );
+  }
+
+  /**
+   * Creates, with the default settings, each named queue that does not exist yet (`--queue` on
+   * the command line, as the Go emulator's `-queue`). A bad name throws; a name still blocked by
+   * its tombstone is skipped with a warning.
+   */
+  async createQueuesAtStart(names: readonly string[]): Promise<void> {
+    for (const name of names) {
+      const parsed = parseQueueName(name);
+      if (!parsed) throw invalidArgument(`--queue ${name}: ${MSG_QUEUE_NAME}`);
+      if (this.#queues.has(name)) continue;
+      try {
+        await this.createQueue({ parent: parsed.parent, queue: { name } });
+      } catch (err) {
+        this.#ctx.log('warn', `queue ${name} not created at start: ${(err as Error).message}`, { queue: name });
+      }
+    }
   }
 
   /** Deletes every task created before now and sets purgeTime (cloudtasks.proto PurgeQueue). */
@@ -376,7 +439,7 @@ export class CloudTasksService {
 
   async createTask(request: ProtoObject): Promise<ProtoObject> {
     const parent = String(request.parent ?? '');
-    if (!parseQueueName(parent)) throw invalidArgument(MSG_QUEUE_NAME);
+    if (!parseQueueName(parent)) throw queueNameError();
     const given: ProtoObject | undefined = request.task;
     if (!given) throw invalidArgument('Task is required.');
     let id: string;
@@ -392,6 +455,7 @@ export class CloudTasksService {
       if (!isTaskId(split.id)) {
         throw invalidArgument(
           `Task ID "${split.id}" can contain only letters ([A-Za-z]), numbers ([0-9]), hyphens (-), or underscores (_). Task ID must between 1 and 500 characters.`,
+          [help('Definition of task ID', HELP_TASK_NAME)],
         );
       }
       id = split.id;
@@ -610,19 +674,26 @@ export class CloudTasksService {
   }
 
   /**
-   * Only explicitly named tasks are tombstoned: de-duplication is what the window is for, and a
-   * generated ID is never asked for again (keeping those would cost memory at high rates).
+   * Every finished or deleted task's name is blocked for the window, the names the emulator
+   * generated too (as Cloud Tasks does: a create naming one is ALREADY_EXISTS, a get says it
+   * existed recently). At most MAX_TASK_TOMBSTONES are kept; past that the oldest go early.
    */
   #tombstone(task: Task): number | undefined {
-    if (!task.named || this.#options.taskTombstoneMs <= 0) return undefined;
+    if (this.#options.taskTombstoneMs <= 0) return undefined;
     const until = this.#now() + this.#options.taskTombstoneMs;
-    this.#taskTombstones.delete(task.name);
-    this.#taskTombstones.set(task.name, until);
+    const tombstones = this.#taskTombstones;
+    tombstones.delete(task.name);
+    tombstones.set(task.name, until);
+    if (tombstones.size > MAX_TASK_TOMBSTONES) tombstones.delete(tombstones.keys().next().value!);
     return until;
   }
 
   #pruneTombstones(): void {
     const now = this.#now();
+    for (const [name, at] of this.#queueDeletedAt) {
+      if (at + CLOUD_QUEUE_TOMBSTONE_MS > now) break;
+      this.#queueDeletedAt.delete(name);
+    }
     for (const map of [this.#taskTombstones, this.#queueTombstones]) {
       for (const [name, until] of map) {
         if (until > now) break;
@@ -639,7 +710,7 @@ export class CloudTasksService {
 
   #queue(nameValue: unknown): Queue {
     const name = String(nameValue ?? '');
-    if (!parseQueueName(name)) throw invalidArgument(MSG_QUEUE_NAME);
+    if (!parseQueueName(name)) throw queueNameError();
     const queue = this.#queues.get(name);
     if (!queue) throw notFound(MSG_QUEUE_MISSING);
     return queue;
@@ -774,6 +845,10 @@ function pruneResponses(queue: Queue, now: number): void {
   let drop = 0;
   while (drop < queue.responses.length && queue.responses[drop]! <= now - 60_000) drop += 1;
   if (drop > 0) queue.responses.splice(0, drop);
+}
+
+function queueNameError(): ApiError {
+  return invalidArgument(MSG_QUEUE_NAME, [help('Definition of queue name', HELP_QUEUE_NAME)]);
 }
 
 function deletedRecord(name: string, until: number | undefined): JournalRecord {

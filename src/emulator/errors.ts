@@ -1,5 +1,6 @@
 // The google.rpc.Code catalogue and the one error type every RPC handler throws; each transport
-// renders it its own way (a gRPC status, or {"error":{code,message,status}} with the HTTP status).
+// renders it its own way (a gRPC status with its details in the grpc-status-details-bin trailer,
+// or {"error":{code,message,status,details}} with the HTTP status).
 
 /** google/rpc/code.proto: name → number. */
 export const Code = {
@@ -87,28 +88,57 @@ export function codeForHttpStatus(status: number): number {
   return Code.UNKNOWN;
 }
 
-/** An RPC failure with the code and message the real service answers with. */
+/**
+ * A google.rpc error detail in its proto3 JSON form: `@type` names the message
+ * (type.googleapis.com/google.rpc.ErrorInfo, …), the other keys are its fields.
+ */
+export type ErrorDetail = { '@type': string } & Record<string, unknown>;
+
+/** An RPC failure with the code, message and details the real service answers with. */
 export class ApiError extends Error {
   readonly code: number;
-  constructor(code: number, message: string) {
+  readonly details: readonly ErrorDetail[];
+  constructor(code: number, message: string, details: readonly ErrorDetail[] = []) {
     super(message);
     this.name = 'ApiError';
     this.code = code;
+    this.details = details;
   }
   get status(): CodeName {
     return codeName(this.code);
   }
 }
 
-export const invalidArgument = (message: string) => new ApiError(Code.INVALID_ARGUMENT, message);
+export const invalidArgument = (message: string, details?: ErrorDetail[]) =>
+  new ApiError(Code.INVALID_ARGUMENT, message, details);
 export const notFound = (message: string) => new ApiError(Code.NOT_FOUND, message);
 export const alreadyExists = (message: string) => new ApiError(Code.ALREADY_EXISTS, message);
 export const failedPrecondition = (message: string) => new ApiError(Code.FAILED_PRECONDITION, message);
-export const permissionDenied = (message: string) => new ApiError(Code.PERMISSION_DENIED, message);
+export const permissionDenied = (message: string, details?: ErrorDetail[]) =>
+  new ApiError(Code.PERMISSION_DENIED, message, details);
 export const unimplemented = (message: string) => new ApiError(Code.UNIMPLEMENTED, message);
 
 /** Any thrown value as an ApiError: unknown failures become INTERNAL with their message. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   return new ApiError(Code.INTERNAL, err instanceof Error ? err.message : String(err));
+}
+
+// The detail messages Google attaches (google/rpc/error_details.proto), as handlers build them.
+const RPC = 'type.googleapis.com/google.rpc.';
+
+export function errorInfo(reason: string, domain: string, metadata: Record<string, string>): ErrorDetail {
+  return { '@type': `${RPC}ErrorInfo`, reason, domain, metadata };
+}
+
+export function help(description: string, url: string): ErrorDetail {
+  return { '@type': `${RPC}Help`, links: [{ description, url }] };
+}
+
+export function localizedMessage(message: string): ErrorDetail {
+  return { '@type': `${RPC}LocalizedMessage`, locale: 'en-US', message };
+}
+
+export function badRequest(violations: { field?: string; description: string }[]): ErrorDetail {
+  return { '@type': `${RPC}BadRequest`, fieldViolations: violations };
 }

@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { LogFn } from './context.ts';
 import { Code, toApiError } from './errors.ts';
 import { decodeBinary, encodeBinary, type ProtoObject, type ServiceSpec } from './protos.ts';
+import { statusDetailsBin } from './rpc-status.ts';
 
 export type Handler = (request: ProtoObject) => ProtoObject | Promise<ProtoObject>;
 
@@ -49,7 +50,11 @@ export async function startGrpcServer(
         const fail = (err: unknown) => {
           const apiError = toApiError(err);
           if (apiError.code === Code.INTERNAL) log('error', `${method.name} failed`, { err: String(err) });
-          callback({ code: apiError.code, details: apiError.message, metadata: new grpc.Metadata() });
+          const metadata = new grpc.Metadata();
+          // Google's servers put the google.rpc.Status with its details in this trailer.
+          const bin = statusDetailsBin(apiError);
+          if (bin) metadata.set('grpc-status-details-bin', bin);
+          callback({ code: apiError.code, details: apiError.message, metadata });
         };
         if (!handler) {
           callback({ code: Code.UNIMPLEMENTED, details: `${method.name} is not emulated.` });

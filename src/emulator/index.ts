@@ -15,6 +15,7 @@ import { startRestServer } from './rest-server.ts';
 import { type EmulatorClock, systemClock } from './time.ts';
 
 export { backoffDelayMs } from './backoff.ts';
+export { CLOUD_QUEUE_TOMBSTONE_MS } from './cloud-tasks.ts';
 export type { LogFn, LogLevel } from './context.ts';
 export type {
   EmulatorEventName,
@@ -53,10 +54,17 @@ export interface EmulatorOptions {
   /** How long a finished or deleted named task's name stays blocked. (Default: 1 h, as Cloud Tasks) */
   taskTombstoneMs?: number;
   /**
-   * How long a deleted queue's name stays blocked. Cloud Tasks blocks it for 7 days; locally that
-   * mostly gets in the way of re-running a setup script, so the default is none. (Default: 0)
+   * How long a deleted queue's name stays blocked. Cloud Tasks blocks it for 7 days
+   * (`CLOUD_QUEUE_TOMBSTONE_MS`); locally the default is none, so test suites and setup scripts
+   * that delete and recreate fixture queues on one long-running emulator keep working, and a
+   * reuse that Cloud Tasks would refuse is logged as a warning instead. (Default: 0)
    */
   queueTombstoneMs?: number;
+  /**
+   * Queues to create at start (full names, projects/P/locations/L/queues/Q) unless they exist,
+   * with the default settings. A malformed name makes startEmulator() reject. (Default: none)
+   */
+  queues?: readonly string[];
   /** The `iss` of the tokens it signs. (Default: the REST base URL, e.g. http://127.0.0.1:8124) */
   issuer?: string;
   /** Where the emulator's own log lines go. (Default: nowhere) */
@@ -133,6 +141,12 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     scheduler.restore(state, clock.now());
     ctx.journal = journal;
     ctx.persistent = true;
+  }
+  try {
+    await tasks.createQueuesAtStart(options.queues ?? []);
+  } catch (err) {
+    await ctx.journal.close();
+    throw err;
   }
 
   function pump(): void {

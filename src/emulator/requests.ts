@@ -1,14 +1,36 @@
 // Request handling both APIs share: the parent check, page tokens, and how an attempt's outcome
 // becomes a google.rpc.Status (Task.lastAttempt.responseStatus, Job.status).
 import type { DeliveryResult } from './deliver.ts';
-import { Code, codeForHttpStatus, invalidArgument, permissionDenied } from './errors.ts';
+import {
+  Code,
+  codeForHttpStatus,
+  errorInfo,
+  help,
+  invalidArgument,
+  localizedMessage,
+  permissionDenied,
+} from './errors.ts';
 import { isLocationName, projectOfParent } from './names.ts';
 
-/** projects/P/locations/L, or PERMISSION_DENIED naming it (recorded with parent "not-a-valid-parent"). */
-export function checkParent(value: unknown): string {
+/**
+ * projects/P/locations/L, or PERMISSION_DENIED naming it, with the details the real service sends
+ * (recorded with parent "not-a-valid-parent"): ErrorInfo CONSUMER_INVALID, the message again
+ * localized, and a Help link. `service` is the API's host name, as ErrorInfo's metadata names it.
+ */
+export function checkParent(value: unknown, service = 'cloudtasks.googleapis.com'): string {
   const parent = String(value ?? '');
   if (!isLocationName(parent)) {
-    throw permissionDenied(`Permission denied on resource project ${projectOfParent(parent)}.`);
+    const project = projectOfParent(parent);
+    const message = `Permission denied on resource project ${project}.`;
+    throw permissionDenied(message, [
+      errorInfo('CONSUMER_INVALID', 'googleapis.com', {
+        consumer: `projects/${project}`,
+        containerInfo: project,
+        service,
+      }),
+      localizedMessage(message),
+      help('Google developers console', 'https://console.developers.google.com'),
+    ]);
   }
   return parent;
 }

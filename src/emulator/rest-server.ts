@@ -1,6 +1,7 @@
 // The REST/JSON transport (the clients' `fallback: 'rest'` mode, and curl), routed by the
 // google.api.http bindings in the protos, plus the OIDC issuer's discovery document and keys.
-// Requests and answers are proto3 JSON; errors are {"error":{code,message,status}}. Browsers and
+// Requests and answers are proto3 JSON (fields by their JSON or proto names, unknown names
+// refused: proto-json.ts); errors are {"error":{code,message,status,details}}. Browsers and
 // foreign Host names are refused before anything is read (lockdown.ts says why).
 import http from 'node:http';
 import type protobuf from 'protobufjs';
@@ -9,6 +10,7 @@ import { ApiError, Code, codeName, httpStatusOf, invalidArgument, toApiError } f
 import type { BoundService, Handler } from './grpc-server.ts';
 import { type HostPolicy, refusal } from './lockdown.ts';
 import type { Signer } from './oidc.ts';
+import { normalizeJsonNames } from './proto-json.ts';
 import { fromJson, type HttpBinding, type MethodSpec, toJson } from './protos.ts';
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -227,10 +229,14 @@ function buildRequest(route: Route, match: RegExpExecArray, url: URL, body: unkn
     if (key.startsWith('$') || key === 'alt' || key === 'prettyPrint' || key === 'key' || key === 'fields') continue;
     const path = key.split('.').map(camel);
     const field = fieldAt(type, path);
-    if (!field) throw invalidArgument(`Unknown query parameter "${key}".`);
+    if (!field) {
+      throw invalidArgument(
+        `Invalid JSON payload received. Unknown name ${JSON.stringify(key)}: Cannot bind query parameter. Field '${key}' could not be found in request message.`,
+      );
+    }
     setPath(request, path, coerce(field, value), field.repeated);
   }
-  return request;
+  return normalizeJsonNames(type, request);
 }
 
 function fieldAt(type: protobuf.Type, path: string[]): protobuf.Field | undefined {
@@ -319,5 +325,7 @@ function sendJson(res: http.ServerResponse, status: number, value: unknown): voi
 
 function sendError(res: http.ServerResponse, error: ApiError): void {
   const status = httpStatusOf(error.code);
-  sendJson(res, status, { error: { code: status, message: error.message, status: codeName(error.code) } });
+  const body: Record<string, unknown> = { code: status, message: error.message, status: codeName(error.code) };
+  if (error.details.length > 0) body.details = error.details;
+  sendJson(res, status, { error: body });
 }

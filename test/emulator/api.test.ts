@@ -245,7 +245,8 @@ for (const transport of TRANSPORTS) {
       const [listed] = await client.listTasks({ parent: queue });
       assert.equal(listed.length, 2);
       await client.deleteTask({ name: created.name });
-      await expectError(client.getTask({ name: created.name }), CODE_NOT_FOUND, NOT_FOUND);
+      // A generated name is tombstoned too, as Cloud Tasks does.
+      await expectError(client.getTask({ name: created.name }), CODE_NOT_FOUND, /^The task no longer exists/);
       await expectError(client.deleteTask({ name: `${queue}/tasks/missing` }), CODE_NOT_FOUND, NOT_FOUND);
       await expectError(client.runTask({ name: `${queue}/tasks/missing` }), CODE_NOT_FOUND, NOT_FOUND);
       await client.deleteTask({ name: `${queue}/tasks/named` });
