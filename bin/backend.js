@@ -1,17 +1,25 @@
 #!/usr/bin/env node
 // The `backend` command. The code is TypeScript run by Node 24's type stripping; where the
 // machine's Node is older, re-run this file with the Node 24 that npm installed with the project.
+// BACKEND_CLI_TIMING=1 prints, on standard error, how long the command took of its own (from this
+// line to its exit) and since the process started (Node's own start included): docs/cli.md.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 
+const started = performance.now();
 const major = Number(process.versions.node.split('.')[0]);
 if (major >= 24) {
   // V8's code cache on disk (in the OS temp dir): later starts skip compiling the dependencies.
   module.enableCompileCache?.();
   const { runCli } = await import('../src/cli/main.ts');
   const code = await runCli(process.argv.slice(2));
+  if (process.env.BACKEND_CLI_TIMING) {
+    const now = performance.now();
+    const timing = { ownMs: Math.round(now - started), sinceProcessStartMs: Math.round(now) };
+    process.stderr.write(`backend timing: ${JSON.stringify(timing)}\n`);
+  }
   if (code !== 0) process.exit(code);
 } else {
   const pinned = fileURLToPath(new URL('../node_modules/node/bin/node', import.meta.url));

@@ -1,6 +1,7 @@
 // What every command shares: the validated config, a logger, and errors that become exit codes.
-import { type Config, ConfigError, loadConfig } from '../config.ts';
-import { createLogger, type Logger } from '../logger.ts';
+// Nothing heavy is imported here: `--help` and `--version` load this file too.
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
 
 /** A failure the user can act on: printed as one line, exit code 1 (2 for bad usage). */
 export class CliError extends Error {
@@ -17,7 +18,8 @@ export interface CliContext {
   logger: Logger;
 }
 
-export function cliContext(env: NodeJS.ProcessEnv = process.env): CliContext {
+export async function cliContext(env: NodeJS.ProcessEnv = process.env): Promise<CliContext> {
+  const [{ loadConfig }, { createLogger }] = await Promise.all([import('../config.ts'), import('../logger.ts')]);
   const config = loadConfig(env);
   return { config, logger: createLogger({ level: config.log.level, format: config.log.format }) };
 }
@@ -27,8 +29,9 @@ export function reportError(
   err: unknown,
   write: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
 ): number {
-  if (err instanceof ConfigError) {
-    for (const issue of err.issues) write(`backend: invalid configuration: ${issue}`);
+  // config.ts's ConfigError, recognised without loading config.ts (and zod) for every command.
+  if (err instanceof Error && err.name === 'ConfigError' && Array.isArray((err as { issues?: unknown }).issues)) {
+    for (const issue of (err as Error & { issues: string[] }).issues) write(`backend: invalid configuration: ${issue}`);
     return 1;
   }
   if (err instanceof CliError) {

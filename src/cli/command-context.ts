@@ -1,20 +1,20 @@
 // What a command works with. Run in a terminal, it opens its own database and clients; run inside
-// `backend serve` (the control channel below), it borrows the service's, because embedded PGlite
-// lets only one process open its data directory.
+// `backend serve` (the control channel), it borrows the service's, because embedded PGlite lets
+// only one process open its data directory, and the service knows its own emulator's ports.
+// Everything here is loaded on first use: a command that only reads the database never loads the
+// gRPC clients or the task registry, and `--help` loads none of it.
+import { createRequire } from 'node:module';
 import { type Clock, systemClock } from '../clock.ts';
-import { type Config, databaseFor } from '../config.ts';
+import type { Config } from '../config.ts';
 import type { Db } from '../db/db.ts';
-import { DataDirInUseError } from '../db/db.ts';
-import { pendingMigrations } from '../db/migrate.ts';
-import { describeDatabase, openDatabase } from '../db/open-database.ts';
-import { createLogger } from '../logger.ts';
 import type { Service } from '../main.ts';
-import { emulatorAddress, enqueueTarget } from '../main.ts';
-import { registry } from '../task-registry.ts';
-import { type CloudClients, createCloudClients } from '../tasks/cloud-clients.ts';
-import { TaskEnqueuer } from '../tasks/enqueue.ts';
+import type { CloudClients } from '../tasks/cloud-clients.ts';
+import type { TaskEnqueuer } from '../tasks/enqueue.ts';
 import type { TaskRegistry } from '../tasks/registry.ts';
 import { CliError } from './cli-context.ts';
+import { checkTaskBackend, taskBackendAddress } from './task-backend-check.ts';
+
+const require = createRequire(import.meta.url);
 
 export type ContextFactory = () => CommandContext;
 
@@ -25,73 +25,114 @@ export interface CommandContext {
   /** Writes a line (or block) of the command's output. */
   out(text: string): void;
   db(): Promise<Db>;
-  clients(): CloudClients;
-  enqueuer(): TaskEnqueuer;
+  /**
+   * The Cloud Tasks and Scheduler clients, once the task backend has answered a connection: a
+   * command that talks to it calls this (or enqueuer()) first, so an unreachable backend is one
+   * line within seconds (task-backend-check.ts), not a minute of gRPC retries.
+   */
+  taskBackend(): Promise<CloudClients>;
+  enqueuer(): Promise<TaskEnqueuer>;
   close(): Promise<void>;
 }
 
 /** The data directory is held by a running `backend serve`: run the command there instead. */
-export class DelegateToServiceError extends Error {}
+export class DelegateToServiceError extends Error {
+  override readonly name = 'DelegateToServiceError';
+}
+
+/** The task registry, loaded on first use (it imports every task module). */
+export function loadRegistry(): TaskRegistry {
+  return (require('../task-registry.ts') as typeof import('../task-registry.ts')).registry;
+}
 
 export function localContext(config: Config, out: (text: string) => void): CommandContext {
   let db: Promise<Db> | undefined;
-  let clients: CloudClients | undefined;
-  let enqueuer: TaskEnqueuer | undefined;
+  let clients: Promise<CloudClients> | undefined;
+  let made: CloudClients | undefined;
+  let enqueuer: Promise<TaskEnqueuer> | undefined;
   const ctx: CommandContext = {
     config,
-    registry,
+    get registry() {
+      return loadRegistry();
+    },
     clock: systemClock,
     out,
     db() {
-      db ??= openDatabase(databaseFor(config)).then(
-        async (opened) => {
-          const pending = await pendingMigrations(opened);
-          if (pending.length > 0) {
-            await opened.close();
-            throw new CliError(
-              `${describeDatabase(config.database)} is missing migrations (${pending.join(', ')}): run \`npx backend migrate\` or \`npm start\` first`,
-            );
-          }
-          return opened;
-        },
-        (err: unknown) => {
-          throw err instanceof DataDirInUseError ? new DelegateToServiceError(err.message) : err;
-        },
-      );
+      db ??= openChecked(config);
       return db;
     },
-    clients() {
-      clients ??= createCloudClients({ emulator: emulatorAddress(config), projectId: config.tasks.projectId });
+    taskBackend() {
+      clients ??= (async () => {
+        const emulator = taskBackendAddress(config);
+        await checkTaskBackend(emulator);
+        const { createCloudClients } = await import('../tasks/cloud-clients.ts');
+        made = createCloudClients({ emulator, projectId: config.tasks.projectId });
+        return made;
+      })();
       return clients;
     },
     enqueuer() {
-      enqueuer ??= new TaskEnqueuer({
-        client: ctx.clients().tasks,
-        registry,
-        target: enqueueTarget(config),
-        clock: systemClock,
-        // The command reports a failure itself, in one line; the enqueuer's retry warnings are noise here.
-        log: createLogger({ level: 'silent', format: config.log.format }),
-      });
+      enqueuer ??= (async () => {
+        const tasks = (await ctx.taskBackend()).tasks;
+        const [{ TaskEnqueuer }, { enqueueTarget }, { createLogger }] = await Promise.all([
+          import('../tasks/enqueue.ts'),
+          import('../main.ts'),
+          import('../logger.ts'),
+        ]);
+        return new TaskEnqueuer({
+          client: tasks,
+          registry: loadRegistry(),
+          target: enqueueTarget(config),
+          clock: systemClock,
+          // The command reports a failure itself, in one line; the enqueuer's retry warnings are noise here.
+          log: createLogger({ level: 'silent', format: config.log.format }),
+        });
+      })();
       return enqueuer;
     },
     async close() {
-      await clients?.close();
+      await made?.close();
       await (await db?.catch(() => undefined))?.close();
     },
   };
   return ctx;
 }
 
+async function openChecked(config: Config): Promise<Db> {
+  const [{ databaseFor }, { DataDirInUseError }, { pendingMigrations }, { describeDatabase, openDatabase }] =
+    await Promise.all([
+      import('../config.ts'),
+      import('../db/db.ts'),
+      import('../db/migrate.ts'),
+      import('../db/open-database.ts'),
+    ]);
+  let opened: Db;
+  try {
+    opened = await openDatabase(databaseFor(config));
+  } catch (err) {
+    throw err instanceof DataDirInUseError ? new DelegateToServiceError(err.message) : err;
+  }
+  const pending = await pendingMigrations(opened);
+  if (pending.length > 0) {
+    await opened.close();
+    throw new CliError(
+      `${describeDatabase(config.database)} is missing migrations (${pending.join(', ')}): run \`npx backend migrate\` or \`npm start\` first`,
+    );
+  }
+  return opened;
+}
+
 export function serviceContext(service: Service, out: (text: string) => void): CommandContext {
   return {
     config: service.config,
-    registry,
+    get registry() {
+      return loadRegistry();
+    },
     clock: systemClock,
     out,
     db: async () => service.db,
-    clients: () => service.clients,
-    enqueuer: () => service.enqueuer,
+    taskBackend: async () => service.clients,
+    enqueuer: async () => service.enqueuer,
     close: async () => {},
   };
 }

@@ -1,28 +1,28 @@
-// Lets CLI commands run inside a running `backend serve` when it holds the embedded database: the
-// service listens on a loopback port with a random token, both written to $DATA_DIR/control.json
-// (mode 600); the CLI posts its arguments there and prints what comes back. Only a PGlite data
-// directory needs this: PostgreSQL is opened by every process, and in-memory PGlite by none other.
+// Lets CLI commands run inside a running `backend serve`: the service listens on a loopback port
+// with a random token, both written to $DATA_DIR/control.json (mode 600) together with where the
+// service is (its HTTP address, its emulator's ports, its database); the CLI posts its arguments
+// there and prints what comes back. So a command in another terminal works on the service's own
+// database and task backend whatever variables that terminal has: an embedded PGlite directory
+// (which only one process may open), PostgreSQL given to `npm start` only, or an emulator started
+// on other ports. Written in local mode (an embedded database on disk, or an emulator as the task
+// backend); never in Google Cloud, where each command is its own job with its own variables.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
+import { describeDatabase } from '../db/open-database.ts';
 import { makePrivateDir } from '../local-secrets.ts';
 import type { Service } from '../main.ts';
-import { serviceContext } from './command-context.ts';
+import { type CommandContext, serviceContext } from './command-context.ts';
+import { CONTROL_FILE, type ControlFile, type ServiceResult } from './control-client.ts';
 
-interface ControlFile {
-  pid: number;
-  url: string;
-  token: string;
-}
+type RunInService = (argv: string[], context: CommandContext, err: (text: string) => void) => Promise<number>;
 
-type RunInService = (argv: string[], context: ReturnType<typeof serviceContext>) => Promise<number>;
-
-/** Whether `serve` opens the channel: only when it holds an embedded database on disk. */
+/** Whether `serve` opens the channel: in local mode (an embedded database on disk, or an emulator). */
 export function controlChannelWanted(config: Config): boolean {
-  return config.database.kind === 'pglite' && config.database.dataDir !== null;
+  return (config.database.kind === 'pglite' && config.database.dataDir !== null) || config.tasks.backend === 'emulator';
 }
 
 export async function startControlChannel(service: Service, run: RunInService): Promise<{ close(): Promise<void> }> {
@@ -37,6 +37,7 @@ export async function startControlChannel(service: Service, run: RunInService): 
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     let output = '';
+    let errors = '';
     try {
       const { argv } = JSON.parse(Buffer.concat(chunks).toString()) as { argv: string[] };
       const code = await run(
@@ -44,20 +45,33 @@ export async function startControlChannel(service: Service, run: RunInService): 
         serviceContext(service, (text) => {
           output += `${text}\n`;
         }),
+        (text) => {
+          errors += `${text}\n`;
+        },
       );
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ code, output }));
+      const result: ServiceResult = { code, output, errors };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(result));
     } catch (err) {
       res
         .writeHead(500, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ code: 1, output, error: String(err) }));
+        .end(JSON.stringify({ code: 1, output, errors: `${errors}backend: ${String(err)}\n` }));
     }
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as { port: number };
   makePrivateDir(service.config.dataDir);
-  const file = join(service.config.dataDir, 'control.json');
-  const content: ControlFile = { pid: process.pid, url: `http://127.0.0.1:${port}`, token };
+  const file = join(service.config.dataDir, CONTROL_FILE);
+  const content: ControlFile = {
+    pid: process.pid,
+    url: `http://127.0.0.1:${port}`,
+    token,
+    service: {
+      http: service.url,
+      database: describeDatabase(service.config.database),
+      emulator: service.emulator ? { grpc: service.emulator.grpcAddress, http: service.emulator.httpUrl } : null,
+    },
+  };
   writeFileSync(file, JSON.stringify(content), { mode: 0o600 });
   return {
     async close() {
@@ -65,24 +79,4 @@ export async function startControlChannel(service: Service, run: RunInService): 
       server.close();
     },
   };
-}
-
-/** Runs argv in the service that holds dataDir; undefined when there is none to ask. */
-export async function runInService(
-  dataDir: string,
-  argv: string[],
-): Promise<{ code: number; output: string } | undefined> {
-  let control: ControlFile;
-  try {
-    control = JSON.parse(readFileSync(join(dataDir, 'control.json'), 'utf8')) as ControlFile;
-  } catch {
-    return undefined;
-  }
-  const response = await fetch(control.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-control-token': control.token },
-    body: JSON.stringify({ argv }),
-  }).catch(() => undefined);
-  if (!response?.ok) return undefined;
-  return (await response.json()) as { code: number; output: string };
 }

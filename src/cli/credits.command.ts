@@ -1,13 +1,7 @@
 // `backend credits grant|history`: an operator's adjustments (recorded with the reason) and an
 // account's ledger.
 import type { Command } from 'commander';
-import {
-  adjust,
-  balanceOf,
-  history,
-  InsufficientCreditsError,
-  UnknownAccountError,
-} from '../domains/credits/credits.service.ts';
+import type { LedgerEntry } from '../domains/credits/credits.service.ts';
 import { CliError } from './cli-context.ts';
 import type { ContextFactory } from './command-context.ts';
 
@@ -28,6 +22,9 @@ export function creditsCommand(program: Command, context: ContextFactory): void 
       }
       if (!options.reason.trim()) throw new CliError('--reason must not be empty', 2);
       const ctx = context();
+      const { adjust, InsufficientCreditsError, UnknownAccountError } = await import(
+        '../domains/credits/credits.service.ts'
+      );
       try {
         const m = await adjust(await ctx.db(), {
           accountId,
@@ -53,15 +50,21 @@ export function creditsCommand(program: Command, context: ContextFactory): void 
     .description("an account's ledger, newest first")
     .argument('<account>', 'account id')
     .option('--limit <n>', 'at most this many entries (default 50)', '50')
-    .action(async (account: string, options: { limit: string }) => {
+    .option('--json', 'one JSON object per ledger entry, one a line (fields: docs/cli.md)')
+    .action(async (account: string, options: { limit: string; json?: boolean }) => {
       const accountId = parseAccount(account);
       const limit = Number(options.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new CliError('--limit must be a positive integer', 2);
       const ctx = context();
+      const { balanceOf, history } = await import('../domains/credits/credits.service.ts');
       const db = await ctx.db();
       const balance = await balanceOf(db, accountId);
       if (balance === undefined) throw new CliError(`no account ${accountId}`);
       const entries = await history(db, accountId, limit);
+      if (options.json) {
+        if (entries.length > 0) ctx.out(entries.map((e) => JSON.stringify(entryJson(e))).join('\n'));
+        return;
+      }
       const lines = entries.map((e) =>
         [
           String(e.id).padStart(6),
@@ -80,6 +83,20 @@ export function creditsCommand(program: Command, context: ContextFactory): void 
         ].join('\n'),
       );
     });
+}
+
+/** A ledger entry as `credits history --json` prints it. */
+function entryJson(e: LedgerEntry) {
+  return {
+    id: e.id,
+    accountId: e.accountId,
+    kind: e.kind,
+    amount: e.amount,
+    balanceAfter: e.balanceAfter,
+    key: e.idempotencyKey,
+    sourceRef: e.sourceRef,
+    createdAt: e.createdAt.toISOString(),
+  };
 }
 
 function parseAccount(account: string): number {

@@ -1,9 +1,11 @@
 // The `backend` command line: one file per command, each a thin call into the same wiring as main.ts.
+// This file and the *.command.ts files load only commander and the commands' definitions: what a
+// command does (the database, the task backend, the registry) is imported when it runs, so
+// `--help`, `--version` and a command handed to the running service start in a few milliseconds.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { loadConfig } from '../config.ts';
 import { reportError } from './cli-context.ts';
-import { type CommandContext, DelegateToServiceError, localContext } from './command-context.ts';
-import { runInService } from './control-channel.ts';
+import type { CommandContext } from './command-context.ts';
 import { creditsCommand } from './credits.command.ts';
 import { emulatorCommand } from './emulator.command.ts';
 import { enqueueCommand } from './enqueue.command.ts';
@@ -24,15 +26,31 @@ const processIo: CliIo = {
   err: (t) => process.stderr.write(`${t}\n`),
 };
 
+/** The version in package.json (the one file that states it). */
+export function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return manifest.version;
+}
+
+/**
+ * The commands that work on the service's data or its task backend. When a `backend serve` runs on
+ * the same DATA_DIR, they run inside it (control-channel.ts): it knows its database and the ports
+ * of its emulator, whatever variables this terminal has.
+ */
+const SERVICE_COMMANDS = new Set(['enqueue', 'runs', 'outbox', 'credits', 'queues', 'schedules', 'whatsapp']);
+
 export function buildProgram(io: CliIo, context: () => CommandContext): Command {
   const program = new Command('backend')
     .description('WhatsApp content service on Google Cloud Tasks')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(packageVersion(), '-V, --version', 'print the version (from package.json)')
     .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', '\nEvery command and its output, with the --json fields: docs/cli.md')
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
     .exitOverride();
-  serveCommand(program, (argv, ctx) =>
-    runCli(argv, { context: () => ctx, delegate: false, io: { out: ctx.out, err: ctx.out } }),
+  serveCommand(program, (argv, ctx, err) =>
+    runCli(argv, { context: () => ctx, delegate: false, io: { out: ctx.out, err } }),
   );
   migrateCommand(program);
   enqueueCommand(program, context);
@@ -63,34 +81,58 @@ export interface RunOptions {
 export async function runCli(argv: string[], options: RunOptions = {}): Promise<number> {
   const io = options.io ?? processIo;
   let opened: CommandContext | undefined;
+  let openContext: (() => CommandContext) | undefined;
   const context =
     options.context ??
     (() => {
-      opened ??= localContext(loadConfig(), io.out);
+      if (!openContext) throw new Error('the command context was asked for before it was loaded');
+      opened ??= openContext();
       return opened;
     });
-  const program = buildProgram(io, context);
-  if (argv.length === 0) {
-    io.err(program.helpInformation().trimEnd());
-    return 2;
-  }
   try {
+    if (options.context === undefined && SERVICE_COMMANDS.has(argv[0] ?? '') && !asksForHelp(argv)) {
+      const { loadConfig } = await import('../config.ts');
+      const config = loadConfig();
+      if (options.delegate !== false) {
+        const delegated = await runInService(config.dataDir, argv, io);
+        if (delegated !== undefined) return delegated;
+      }
+      const { localContext } = await import('./command-context.ts');
+      openContext = () => localContext(config, io.out);
+    }
+    const program = buildProgram(io, context);
+    if (argv.length === 0) {
+      io.err(program.helpInformation().trimEnd());
+      return 2;
+    }
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof DelegateToServiceError && options.delegate !== false) {
-      // `backend serve` holds the embedded database: run the command inside it.
-      const result = await runInService(loadConfig().dataDir, argv);
-      if (result) {
-        if (result.output) io.out(result.output.trimEnd());
-        return result.code;
-      }
+    if ((err as Error).name === 'DelegateToServiceError' && options.delegate !== false) {
+      // An older `backend serve` holds the embedded database and wrote no control file we could use.
+      const { loadConfig } = await import('../config.ts');
+      const delegated = await runInService(loadConfig().dataDir, argv, io);
+      if (delegated !== undefined) return delegated;
     }
     return reportError(err, io.err);
   } finally {
     await opened?.close();
   }
+}
+
+const asksForHelp = (argv: string[]) => argv.some((a) => a === '--help' || a === '-h' || a === 'help');
+
+/** Runs argv in the service that owns dataDir, printing what it printed; undefined when none answers. */
+async function runInService(dataDir: string, argv: string[], io: CliIo): Promise<number | undefined> {
+  const { runningService, runInService: post } = await import('./control-client.ts');
+  const service = runningService(dataDir);
+  if (!service) return undefined;
+  const result = await post(service, argv);
+  if (!result) return undefined;
+  if (result.output) io.out(result.output.trimEnd());
+  if (result.errors) io.err(result.errors.trimEnd());
+  return result.code;
 }

@@ -1,8 +1,5 @@
 // `backend migrate`: applies pending migrations and exits (a deploy step).
 import type { Command } from 'commander';
-import { databaseFor } from '../config.ts';
-import { migrate } from '../db/migrate.ts';
-import { describeDatabase, openDatabase } from '../db/open-database.ts';
 import { cliContext } from './cli-context.ts';
 
 export function migrateCommand(program: Command): void {
@@ -10,7 +7,12 @@ export function migrateCommand(program: Command): void {
     .command('migrate')
     .description('apply pending database migrations and exit')
     .action(async () => {
-      const { config } = cliContext();
+      const { config } = await cliContext();
+      const [{ databaseFor }, { migrate }, { describeDatabase, openDatabase }] = await Promise.all([
+        import('../config.ts'),
+        import('../db/migrate.ts'),
+        import('../db/open-database.ts'),
+      ]);
       const db = await openDatabase(databaseFor(config));
       try {
         const out = (line: string) => process.stdout.write(`${line}\n`);

@@ -3,8 +3,7 @@
 // (ARCHITECTURE.md, "The outbox"; docs/operators.md, "Parked outbox rows").
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { auditEvents } from '../domains/audit/audit.repository.ts';
-import { type OutboxEntry, outboxRows } from '../tasks/outbox.repository.ts';
+import type { OutboxEntry } from '../tasks/outbox.repository.ts';
 import { CliError } from './cli-context.ts';
 import type { ContextFactory } from './command-context.ts';
 
@@ -18,13 +17,14 @@ export function outboxCommand(program: Command, context: ContextFactory): void {
     .description('rows waiting, oldest first: being retried or parked, with their last error')
     .option('--parked', 'only the parked rows (the relay no longer sends them)')
     .option('--limit <n>', 'at most this many rows (default 50)', '50')
-    .option('--json', 'one JSON object per line')
+    .option('--json', 'one JSON object per line (fields: docs/cli.md)')
     .action(async (options: { parked?: boolean; limit: string; json?: boolean }) => {
       const limit = Number(options.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
         throw new CliError('--limit must be an integer from 1 to 10000', 2);
       }
       const ctx = context();
+      const { outboxRows } = await import('../tasks/outbox.repository.ts');
       const db = await ctx.db();
       const now = ctx.clock.now();
       const rows = await outboxRows.list(db, { parked: options.parked === true, limit });
@@ -71,6 +71,10 @@ export function outboxCommand(program: Command, context: ContextFactory): void {
       if (!options.all && ids.length === 0) throw new CliError('give at least one outbox row id, or --all', 2);
       const wanted = options.all ? [] : parseIds(ids);
       const ctx = context();
+      const [{ outboxRows }, { auditEvents }] = await Promise.all([
+        import('../tasks/outbox.repository.ts'),
+        import('../domains/audit/audit.repository.ts'),
+      ]);
       const db = await ctx.db();
       const at = new Date(ctx.clock.now());
       const actor = cliActor();
@@ -115,6 +119,10 @@ export function outboxCommand(program: Command, context: ContextFactory): void {
     .action(async (ids: string[]) => {
       const wanted = parseIds(ids);
       const ctx = context();
+      const [{ outboxRows }, { auditEvents }] = await Promise.all([
+        import('../tasks/outbox.repository.ts'),
+        import('../domains/audit/audit.repository.ts'),
+      ]);
       const db = await ctx.db();
       const at = new Date(ctx.clock.now());
       const actor = cliActor();

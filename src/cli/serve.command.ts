@@ -1,37 +1,49 @@
 // `backend serve` (what `npm start` runs): the whole service in one process.
 import type { Command } from 'commander';
-import { signWebhook, textWebhook } from '../domains/whatsapp/webhook.ts';
-import { loginConfigured, loopbackAccessAllowed } from '../http/plugins/operator-access.ts';
 import type { Service } from '../main.ts';
 import { cliContext } from './cli-context.ts';
 import type { CommandContext } from './command-context.ts';
 
 /** Runs a command line inside this process, with the service's context (given by cli/main.ts). */
-export type RunInService = (argv: string[], context: CommandContext) => Promise<number>;
+export type RunInService = (argv: string[], context: CommandContext, err: (text: string) => void) => Promise<number>;
 
 export function serveCommand(program: Command, runInService: RunInService): void {
   program
     .command('serve')
     .description('start the HTTP service (migrates the database first)')
     .action(async () => {
-      const { config, logger } = cliContext();
+      const { config, logger } = await cliContext();
       // Loaded on use, so `backend --help` and the other commands do not load the whole service.
       const { closeOnSignals, startService } = await import('../main.ts');
       const service = await startService(config, { logger });
-      // Other terminals' commands (runs list, enqueue --tx …) run in here while we hold the embedded
-      // database; with PostgreSQL they open it themselves, and nothing is written to DATA_DIR.
+      // Other terminals' commands (runs list, enqueue …) run in here in local mode: this process holds
+      // the embedded database and knows its emulator's ports. In Google Cloud nothing is written.
       const { controlChannelWanted, startControlChannel } = await import('./control-channel.ts');
       if (controlChannelWanted(config)) {
         const control = await startControlChannel(service, runInService);
         service.onClose(() => control.close());
       }
       closeOnSignals(service, logger, config.shutdownTimeoutMs);
-      process.stdout.write(startupBanner(service));
+      const [{ signWebhook, textWebhook }, { loginConfigured, loopbackAccessAllowed }] = await Promise.all([
+        import('../domains/whatsapp/webhook.ts'),
+        import('../http/plugins/operator-access.ts'),
+      ]);
+      process.stdout.write(
+        startupBanner(service, { signWebhook, textWebhook, loginConfigured, loopbackAccessAllowed }),
+      );
     });
 }
 
+/** What the banner borrows from the service's modules (loaded once the service has started). */
+interface BannerHelpers {
+  signWebhook: typeof import('../domains/whatsapp/webhook.ts').signWebhook;
+  textWebhook: typeof import('../domains/whatsapp/webhook.ts').textWebhook;
+  loginConfigured: typeof import('../http/plugins/operator-access.ts').loginConfigured;
+  loopbackAccessAllowed: typeof import('../http/plugins/operator-access.ts').loopbackAccessAllowed;
+}
+
 /** What a person needs after `npm start`: where to look and what to type next. */
-function startupBanner(service: Service): string {
+function startupBanner(service: Service, helpers: BannerHelpers): string {
   const { config, url } = service;
   const data = config.database.kind === 'pglite' ? (config.database.dataDir ?? 'memory') : 'PostgreSQL (DATABASE_URL)';
   const tasks = service.emulator
@@ -42,7 +54,7 @@ function startupBanner(service: Service): string {
   return [
     '',
     `  backend is running on ${url}`,
-    `    dashboard  ${dashboardLine(service)}`,
+    `    dashboard  ${dashboardLine(service, helpers)}`,
     `    health     ${url}/healthz   ${url}/readyz`,
     `    tasks      ${tasks}`,
     `    data       ${data}${config.database.kind === 'pglite' ? ` (emulator state in ${config.dataDir}/emulator)` : ''}`,
@@ -52,12 +64,12 @@ function startupBanner(service: Service): string {
     '    npx backend runs list                    what ran, newest first',
     '    npx backend runs list --status dead      what needs a look (replay: npx backend runs replay <id>)',
     '',
-    ...whatsappExample(service),
+    ...whatsappExample(service, helpers),
   ].join('\n');
 }
 
 /** Where operators look, and who may: the loopback-only mode says so, a login names its issuer. */
-function dashboardLine(service: Service): string {
+function dashboardLine(service: Service, { loginConfigured, loopbackAccessAllowed }: BannerHelpers): string {
   const { config, url } = service;
   if (loginConfigured(config)) return `${config.publicBaseUrl}/admin   (log in through ${config.oauth.issuerUrl})`;
   if (loopbackAccessAllowed(config)) return `${url}/admin   (no login configured: open to this machine only)`;
@@ -69,7 +81,7 @@ function dashboardLine(service: Service): string {
  * Local mode only: anywhere else the banner lands in shared logs, and a validly signed request
  * there is one anybody reading them can replay.
  */
-function whatsappExample(service: Service): string[] {
+function whatsappExample(service: Service, { signWebhook, textWebhook }: BannerHelpers): string[] {
   const { config, url } = service;
   if (config.tasks.backend !== 'emulator' || !config.whatsapp.appSecret) return [];
   const body = textWebhook([{ from: '15550001234', text: 'help', wamid: `wamid.local-${Date.now()}`, name: 'You' }]);

@@ -1,10 +1,13 @@
 // `backend queues sync` and `backend schedules sync`: the deploy steps that make Cloud Tasks and
 // Cloud Scheduler hold what src/task-registry.ts declares. Idempotent; --dry-run changes nothing.
 import type { Command } from 'commander';
-import { enqueueTarget } from '../main.ts';
-import { formatChanges, syncQueues } from '../tasks/queue-sync.ts';
-import { syncSchedules } from '../tasks/schedule-sync.ts';
+import type { SyncChange } from '../tasks/queue-sync.ts';
 import type { ContextFactory } from './command-context.ts';
+
+interface SyncOptions {
+  dryRun?: boolean;
+  json?: boolean;
+}
 
 export function syncCommands(program: Command, context: ContextFactory): void {
   program
@@ -13,19 +16,21 @@ export function syncCommands(program: Command, context: ContextFactory): void {
     .command('sync')
     .description('create or update the declared queues; prints what changed')
     .option('--dry-run', 'only print what would change')
-    .action(async (options: { dryRun?: boolean }) => {
+    .option('--json', 'one JSON object per queue, one a line (fields: docs/cli.md)')
+    .action(async (options: SyncOptions) => {
       const ctx = context();
       const dryRun = options.dryRun ?? false;
-      ctx.out(`queues in projects/${ctx.config.tasks.projectId}/locations/${ctx.config.tasks.location}:`);
-      const changes = await syncQueues(
-        ctx.clients().tasks,
-        enqueueTarget(ctx.config),
-        [...ctx.registry.queues.values()],
-        {
-          dryRun,
-        },
-      );
-      ctx.out(formatChanges('queue', changes, dryRun));
+      const clients = await ctx.taskBackend();
+      const [{ enqueueTarget }, { formatChanges, syncQueues }] = await Promise.all([
+        import('../main.ts'),
+        import('../tasks/queue-sync.ts'),
+      ]);
+      const parent = `projects/${ctx.config.tasks.projectId}/locations/${ctx.config.tasks.location}`;
+      if (!options.json) ctx.out(`queues in ${parent}:`);
+      const changes = await syncQueues(clients.tasks, enqueueTarget(ctx.config), [...ctx.registry.queues.values()], {
+        dryRun,
+      });
+      ctx.out(options.json ? changesJson('queue', parent, changes, dryRun) : formatChanges('queue', changes, dryRun));
     });
 
   program
@@ -34,13 +39,28 @@ export function syncCommands(program: Command, context: ContextFactory): void {
     .command('sync')
     .description('create, update or delete the jobs this service owns; prints what changed')
     .option('--dry-run', 'only print what would change')
-    .action(async (options: { dryRun?: boolean }) => {
+    .option('--json', 'one JSON object per job, one a line (fields: docs/cli.md)')
+    .action(async (options: SyncOptions) => {
       const ctx = context();
       const dryRun = options.dryRun ?? false;
-      ctx.out(`jobs in projects/${ctx.config.tasks.projectId}/locations/${ctx.config.tasks.location}:`);
-      const changes = await syncSchedules(ctx.clients().scheduler, enqueueTarget(ctx.config), ctx.registry.schedules, {
+      const clients = await ctx.taskBackend();
+      const [{ enqueueTarget }, { formatChanges }, { syncSchedules }] = await Promise.all([
+        import('../main.ts'),
+        import('../tasks/queue-sync.ts'),
+        import('../tasks/schedule-sync.ts'),
+      ]);
+      const parent = `projects/${ctx.config.tasks.projectId}/locations/${ctx.config.tasks.location}`;
+      if (!options.json) ctx.out(`jobs in ${parent}:`);
+      const changes = await syncSchedules(clients.scheduler, enqueueTarget(ctx.config), ctx.registry.schedules, {
         dryRun,
       });
-      ctx.out(formatChanges('job', changes, dryRun));
+      ctx.out(options.json ? changesJson('job', parent, changes, dryRun) : formatChanges('job', changes, dryRun));
     });
+}
+
+/** One line per queue or job: what was (or, with --dry-run, would be) done to it. */
+function changesJson(kind: 'queue' | 'job', parent: string, changes: readonly SyncChange[], dryRun: boolean): string {
+  return changes
+    .map((c) => JSON.stringify({ kind, name: c.name, parent, action: c.action, dryRun, details: c.details }))
+    .join('\n');
 }

@@ -2,9 +2,7 @@
 // kept in the offline outbox when no WHATSAPP_ACCESS_TOKEN is set, and a signed test webhook.
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { signWebhook, textWebhook } from '../domains/whatsapp/webhook.ts';
-import { type ConversationLine, offlineOutbox, recentMessages } from '../domains/whatsapp/whatsapp.repository.ts';
-import { withLocalSecrets } from '../local-secrets.ts';
+import type { ConversationLine } from '../domains/whatsapp/whatsapp.repository.ts';
 import { CliError } from './cli-context.ts';
 import type { ContextFactory } from './command-context.ts';
 
@@ -16,30 +14,35 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
     .description('recent messages in and out, newest first')
     .option('--user <who>', "one user's messages: phone number, business-scoped user id or account id")
     .option('--limit <n>', 'at most this many messages (default 30)', '30')
-    .option('--json', 'one JSON object per line')
+    .option('--json', 'one JSON object per line (fields: docs/cli.md)')
     .action(async (options: { user?: string; limit: string; json?: boolean }) => {
       const limit = parseLimit(options.limit);
       const ctx = context();
+      const { recentMessages } = await import('../domains/whatsapp/whatsapp.repository.ts');
       const lines = await recentMessages(await ctx.db(), { limit, ...(options.user ? { user: options.user } : {}) });
-      ctx.out(options.json ? lines.map((l) => JSON.stringify(l)).join('\n') : formatLines(lines, 'no messages yet'));
+      if (options.json) {
+        if (lines.length > 0) ctx.out(lines.map((l) => JSON.stringify(l)).join('\n'));
+        return;
+      }
+      ctx.out(formatLines(lines, 'no messages yet'));
     });
 
   whatsapp
     .command('outbox')
     .description('replies kept offline (no WHATSAPP_ACCESS_TOKEN), newest first')
     .option('--limit <n>', 'at most this many replies (default 30)', '30')
-    .option('--json', 'one JSON object per line')
+    .option('--json', 'one JSON object per line (fields: docs/cli.md)')
     .action(async (options: { limit: string; json?: boolean }) => {
       const limit = parseLimit(options.limit);
       const ctx = context();
+      const { offlineOutbox } = await import('../domains/whatsapp/whatsapp.repository.ts');
       const lines = await offlineOutbox(await ctx.db(), limit);
+      if (options.json) {
+        if (lines.length > 0) ctx.out(lines.map((l) => JSON.stringify(l)).join('\n'));
+        return;
+      }
       ctx.out(
-        options.json
-          ? lines.map((l) => JSON.stringify(l)).join('\n')
-          : formatLines(
-              lines,
-              'the offline outbox is empty (replies are kept here when WHATSAPP_ACCESS_TOKEN is unset)',
-            ),
+        formatLines(lines, 'the offline outbox is empty (replies are kept here when WHATSAPP_ACCESS_TOKEN is unset)'),
       );
     });
 
@@ -53,6 +56,10 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
     .action(async (text: string, options: { from: string; name: string; url?: string }) => {
       if (!/^\d{6,15}$/.test(options.from)) throw new CliError('--from must be a phone number of 6 to 15 digits', 2);
       const ctx = context();
+      const [{ signWebhook, textWebhook }, { withLocalSecrets }] = await Promise.all([
+        import('../domains/whatsapp/webhook.ts'),
+        import('../local-secrets.ts'),
+      ]);
       // Local mode keeps the app secret in $DATA_DIR, where `serve` generated it.
       const { config } = ctx;
       const secret = withLocalSecrets(config).whatsapp.appSecret;

@@ -1,0 +1,51 @@
+// The one check every command makes before it talks to the task backend (enqueue, runs replay,
+// queues sync, schedules sync): a plain TCP connection to the emulator's gRPC port (or to Google's
+// endpoint), given CHECK_TIMEOUT_MS. Without it the gRPC clients retry an absent server for about
+// 20 seconds and then print a page of errors; with it the command ends at once with one line.
+import { connect } from 'node:net';
+import type { Config } from '../config.ts';
+import { CliError } from './cli-context.ts';
+
+/** How long the connection may take before the backend counts as unreachable. */
+export const CHECK_TIMEOUT_MS = 2_000;
+
+/** Where the official clients go when no emulator is configured. */
+export const GOOGLE_CLOUD_TASKS_ADDRESS = 'cloudtasks.googleapis.com:443';
+
+/**
+ * The emulator's "host:port" (undefined: Google Cloud), by the rule of `emulatorAddress` in
+ * src/main.ts, repeated here because that module loads the whole service, which takes longer than
+ * the check may; test/integration/cli-ux.test.ts keeps the two equal.
+ */
+export function taskBackendAddress(config: Config): string | undefined {
+  if (config.tasks.backend === 'cloud') return undefined;
+  return config.tasks.emulatorHost ?? `127.0.0.1:${config.tasks.emulatorGrpcPort}`;
+}
+
+/**
+ * Resolves once something accepts a connection at the task backend's address; otherwise throws a
+ * CliError naming the address and what to do. `emulator` is "host:port", undefined for Google Cloud.
+ */
+export async function checkTaskBackend(emulator: string | undefined, timeoutMs = CHECK_TIMEOUT_MS): Promise<void> {
+  const address = emulator ?? GOOGLE_CLOUD_TASKS_ADDRESS;
+  const at = address.lastIndexOf(':');
+  const host = address.slice(0, at).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(at + 1));
+  const problem = await new Promise<string | undefined>((resolve) => {
+    const socket = connect({ host, port });
+    const done = (why: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(why);
+    };
+    const timer = setTimeout(() => done(`no answer within ${timeoutMs / 1000} s`), timeoutMs);
+    socket.once('connect', () => done(undefined));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+  });
+  if (problem === undefined) return;
+  throw new CliError(
+    emulator
+      ? `cannot reach the task backend at ${address}: is \`npm start\` (or \`npx backend emulator\`) running?`
+      : `cannot reach Google Cloud Tasks at ${address} (${problem}): check this machine's network access`,
+  );
+}
