@@ -3,6 +3,7 @@
 import pg from 'pg';
 import { DatabaseUnavailableError } from '../errors.ts';
 import type { Db, QueryResult, Tx } from './db.ts';
+import { isDatabaseUnavailable } from './unavailable.ts';
 
 // int8 (count(*), bigserial) as a JS number: every int8 this service stores fits in 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -16,18 +17,8 @@ export interface PostgresOptions {
   applicationName?: string;
 }
 
-// SQLSTATE classes that mean "the server is not there for us right now", not "the SQL is wrong".
-const UNAVAILABLE_SQLSTATE = /^(08|57P0[123]|53300)/;
-const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN']);
-
-export function isUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: string }).code;
-  if (code && (UNAVAILABLE_ERRNO.has(code) || UNAVAILABLE_SQLSTATE.test(code))) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
-    err.message,
-  );
-}
+/** A connection failure, server shutdown or pool timeout: the call can succeed later (see unavailable.ts). */
+export const isUnavailable = isDatabaseUnavailable;
 
 const mapError = (err: unknown): unknown => (isUnavailable(err) ? new DatabaseUnavailableError(err) : err);
 
@@ -46,6 +37,9 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
     application_name: options.applicationName ?? 'backend',
   });
   // An idle client that loses its server emits here; without a listener the process would crash.
+  // pg-pool has already dropped that client, and it drops any client whose socket failed while
+  // lent out (released with an error, or no longer queryable): a new call opens a new connection,
+  // so the pool recovers by itself once the server is back, with no restart.
   pool.on('error', () => {});
   const script = async (c: pg.Pool | pg.PoolClient, sql: string) => {
     try {
@@ -75,6 +69,14 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
         throw mapError(err);
       }
       let broken: unknown;
+      // A lent-out client has no 'error' listener of the pool's: if its server goes away while
+      // the transaction waits on something else (a handler's network call), pg emits 'error' on
+      // it, which would crash the process. Keep the error; the next statement fails as unavailable,
+      // and the client is destroyed, not returned to the pool.
+      const onClientError = (err: Error) => {
+        broken ??= err;
+      };
+      client.on('error', onClientError);
       let open = true;
       const onCommit: Array<() => void> = [];
       const beforeCommit: Array<() => Promise<void>> = [];
@@ -105,10 +107,13 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
         throw err;
       } finally {
         open = false;
-        // A client whose ROLLBACK failed is in an unknown state: destroy it rather than reuse it.
+        client.removeListener('error', onClientError);
+        // A client whose ROLLBACK failed (or whose connection failed) is in an unknown state:
+        // destroy it rather than reuse it.
         client.release(broken instanceof Error ? broken : undefined);
       }
     },
+    pressure: () => ({ waiting: pool.waitingCount, total: pool.totalCount, idle: pool.idleCount }),
     close: () => pool.end(),
   };
 }

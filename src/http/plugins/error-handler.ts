@@ -1,8 +1,14 @@
 // Turns every error into the JSON envelope {"error":{"code","message"}} with a stable code.
 // Nothing internal (stack, SQL, driver message) leaves the process: unknown errors are logged and
-// answered with a generic INTERNAL.
+// answered with a generic INTERNAL. A database that is down or going away is never a 500: the
+// adapter turns the driver's errors (connection refused, 57P01 admin shutdown, 57P03 cannot connect
+// now, a connection terminated, a pool timeout) into DatabaseUnavailableError, and whether that
+// arrives as is, wrapped as the cause of another error, or a driver error arrives unwrapped, the
+// answer is 503 with Retry-After, which Cloud Tasks, Meta and Stripe all retry.
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { AppError, type ErrorCode, errorBody } from '../../errors.ts';
+import { isServerUnavailable } from '../../db/unavailable.ts';
+import { AppError, DatabaseUnavailableError, type ErrorCode, errorBody } from '../../errors.ts';
+import { DATABASE_RETRY_AFTER_SECONDS } from '../../tasks/outcome.ts';
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
@@ -12,8 +18,24 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
 };
 
+/** The DatabaseUnavailableError behind err (itself or a cause), or one for an unwrapped driver error. */
+function databaseUnavailable(err: unknown): DatabaseUnavailableError | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof DatabaseUnavailableError) return e;
+  }
+  return !(err instanceof AppError) && isServerUnavailable(err) ? new DatabaseUnavailableError(err) : undefined;
+}
+
 export function registerErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
+  app.setErrorHandler((raw: FastifyError | AppError, request, reply) => {
+    const err = databaseUnavailable(raw) ?? raw;
+    if (err instanceof DatabaseUnavailableError) {
+      request.log.warn({ err, code: err.code }, err.message);
+      return reply
+        .code(err.status)
+        .headers({ 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) })
+        .send(errorBody(err.code, err.message));
+    }
     if (err instanceof AppError) {
       if (err.status >= 500) request.log.warn({ err, code: err.code }, err.message);
       return reply.code(err.status).headers(err.headers).send(errorBody(err.code, err.message));
