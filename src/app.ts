@@ -10,6 +10,7 @@ import type { Config } from './config.ts';
 import type { Db } from './db/db.ts';
 import { createLoginService } from './domains/auth/login.service.ts';
 import { registerErrorHandler } from './http/plugins/error-handler.ts';
+import { type LoadSignals, loadShedding } from './http/plugins/load-shedding.ts';
 import { operatorAccess } from './http/plugins/operator-access.ts';
 import { CloudLoggingLogController } from './http/plugins/request-logging.ts';
 import { authRoutes } from './http/routes/auth.routes.ts';
@@ -40,6 +41,8 @@ export interface AppDeps {
   backend?: TaskBackend | undefined;
   /** Tracing and metrics. (Default: off, ids only) */
   telemetry?: Telemetry;
+  /** Replaces the measured load signals (event-loop lag, connections awaited): tests. */
+  loadSignals?: Partial<LoadSignals>;
 }
 
 /** The largest body any route accepts: Cloud Tasks' 1 MB task limit, with room for headers. */
@@ -61,6 +64,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   traceRequests(app);
   registerErrorHandler(app);
+  // Before every route: pushes and webhooks get a fast 503 while the instance cannot keep up.
+  loadShedding(app, { db: deps.db, ...config.shedding, signals: deps.loadSignals });
   await app.register(fastifyCookie, { secret: config.sessionSecret, hook: 'onRequest' });
   app.decorateRequest('operator', null);
   healthRoutes(app, { db: deps.db });

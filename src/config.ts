@@ -137,6 +137,8 @@ const envSchema = z.object({
   EMULATOR_HTTP_PORT: optional(intIn(0, 65535)),
   TASKS_OIDC_ISSUER: optional(httpUrl('the http(s) URL of the token issuer, such as http://127.0.0.1:8124')),
   SHUTDOWN_TIMEOUT_MS: optional(intIn(0, 60_000)),
+  SHED_EVENT_LOOP_LAG_MS: optional(intIn(0, 60_000)),
+  SHED_DB_WAITING: optional(intIn(0, 100_000)),
   // Observability (docs/observability.md): nothing is exported unless one of these says where.
   TRACE_EXPORTER: optional(z.enum(['none', 'otlp', 'cloud-trace'], { error: 'expected none, otlp or cloud-trace' })),
   TRACE_SAMPLE_RATIO: optional(
@@ -224,6 +226,8 @@ export interface Config {
   readonly scraperAllowPrivateNetworks: boolean;
   readonly log: { readonly level: string; readonly format: 'json' | 'pretty' | undefined };
   readonly shutdownTimeoutMs: number;
+  /** Load shedding (http/plugins/load-shedding.ts): past either limit, pushes and webhooks get 503. 0 turns a check off. */
+  readonly shedding: { readonly eventLoopLagMs: number; readonly dbWaiting: number };
   readonly observability: ObservabilityConfig;
 }
 
@@ -377,6 +381,7 @@ export function loadConfig(env: Env = process.env): Config {
     scraperAllowPrivateNetworks: e.SCRAPER_ALLOW_PRIVATE_NETWORKS ?? false,
     log: { level: e.LOG_LEVEL ?? 'info', format: e.LOG_FORMAT },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 9_000,
+    shedding: { eventLoopLagMs: e.SHED_EVENT_LOOP_LAG_MS ?? 500, dbWaiting: e.SHED_DB_WAITING ?? 40 },
     observability,
   };
   return deepFreeze(config);

@@ -31,6 +31,10 @@ export const ERROR_CATALOGUE = {
     summary: 'The database did not answer; the request changed nothing and can be retried.',
   },
   TASK_RETRY_LATER: { status: 503, summary: 'The task asked to be retried later; see Retry-After.' },
+  OVERLOADED: {
+    status: 503,
+    summary: 'Load shed (event loop lagging or database pool saturated); nothing was done, retry after Retry-After.',
+  },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -29,6 +29,8 @@ export interface Db extends Queryable {
   readonly kind: 'pglite' | 'postgres';
   /** Runs fn in one transaction: COMMIT when it resolves, ROLLBACK when it throws. */
   transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /** A connection pool's load (PostgreSQL; PGlite has no pool): calls waiting for a connection. */
+  pressure?(): { waiting: number; total: number; idle: number };
   close(): Promise<void>;
 }
 

@@ -5,6 +5,7 @@ import type { TaskBackend } from '../../src/admin/deps.ts';
 import { buildApp } from '../../src/app.ts';
 import { TestClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
+import type { LoadSignals } from '../../src/http/plugins/load-shedding.ts';
 import { closeTaskServices, createTaskServices } from '../../src/services.ts';
 import { registry as defaultRegistry } from '../../src/task-registry.ts';
 import type { Enqueue, EnqueueOptions, TaskServices } from '../../src/tasks/define-task.ts';
@@ -41,12 +42,17 @@ export interface TestAppOptions {
   services?: Partial<TaskServices>;
   /** The official clients and enqueuer, for the dashboard's queues and schedules (none by default). */
   backend?: TaskBackend;
+  /** Injected load signals (test/integration/load-shedding.test.ts); set SHED_* in env to turn shedding on. */
+  loadSignals?: Partial<LoadSignals>;
 }
 
 export async function buildTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const config = loadConfig({
     DATABASE_URL: 'memory://',
     PUBLIC_BASE_URL: 'https://svc.example.run.app',
+    // No load shedding unless a test asks for it: a busy test machine must not turn answers into 503s.
+    SHED_EVENT_LOOP_LAG_MS: '0',
+    SHED_DB_WAITING: '0',
     ...options.env,
   });
   const db = options.db ?? (await createTestDb());
@@ -82,6 +88,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
     services,
     events,
     backend: options.backend,
+    loadSignals: options.loadSignals,
   });
   return {
     app,
