@@ -381,7 +381,13 @@ export function loadConfig(env: Env = process.env): Config {
     scraperAllowPrivateNetworks: e.SCRAPER_ALLOW_PRIVATE_NETWORKS ?? false,
     log: { level: e.LOG_LEVEL ?? 'info', format: e.LOG_FORMAT },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 9_000,
-    shedding: { eventLoopLagMs: e.SHED_EVENT_LOOP_LAG_MS ?? 500, dbWaiting: e.SHED_DB_WAITING ?? 40 },
+    // Shedding on lag by default only in Google Cloud: locally (one machine, an embedded database
+    // that runs on the same thread) a pause of the laptop or a long local query is not overload,
+    // and a 503 to a developer's curl helps nobody.
+    shedding: {
+      eventLoopLagMs: e.SHED_EVENT_LOOP_LAG_MS ?? (backend === 'cloud' ? 500 : 0),
+      dbWaiting: e.SHED_DB_WAITING ?? 40,
+    },
     observability,
   };
   return deepFreeze(config);
