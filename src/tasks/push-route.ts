@@ -12,7 +12,7 @@ import { otel } from '../observability/otel-api.ts';
 import type { Telemetry } from '../observability/telemetry.ts';
 import type { AnyTask, Delivery, Enqueue, TaskContext, TaskServices } from './define-task.ts';
 import { DEFAULT_DEADLINE_SECONDS, describeIssues } from './define-task.ts';
-import { classifyFailure, responseFor, type TaskOutcome } from './outcome.ts';
+import { classifyFailure, DATABASE_RETRY_AFTER_SECONDS, responseFor, type TaskOutcome } from './outcome.ts';
 import type { PushAuthenticator } from './push-auth.ts';
 import type { TaskRegistry } from './registry.ts';
 import type { TaskEvents } from './task-events.ts';
@@ -151,7 +151,11 @@ async function runDelivery(deps: RouteDeps, task: AnyTask, request: FastifyReque
     const key = delivery.taskName ?? `invalid:${parsed.hash.slice(0, 32)}`;
     return refuse(deps, log, { ...base, key }, parsed.error);
   }
-  const key = task.idempotencyKey?.(parsed.payload, delivery) ?? delivery.key ?? delivery.taskName;
+  // A key from the payload may hold U+0000, which PostgreSQL text refuses: it is stored as U+FFFD.
+  const key = (task.idempotencyKey?.(parsed.payload, delivery) ?? delivery.key ?? delivery.taskName)?.replaceAll(
+    '\u0000',
+    '\uFFFD',
+  );
   if (!key) {
     return refuse(
       deps,
