@@ -4,6 +4,7 @@
 // `--help`, `--version` and a command handed to the running service start in a few milliseconds.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import type { Config } from '../config.ts';
 import { reportError } from './cli-context.ts';
 import type { CommandContext } from './command-context.ts';
 import { creditsCommand } from './credits.command.ts';
@@ -94,7 +95,7 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
       const { loadConfig } = await import('../config.ts');
       const config = loadConfig();
       if (options.delegate !== false) {
-        const delegated = await runInService(config.dataDir, argv, io);
+        const delegated = await runInService(config, argv, io);
         if (delegated !== undefined) return delegated;
       }
       const { localContext } = await import('./command-context.ts');
@@ -114,7 +115,7 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
     if ((err as Error).name === 'DelegateToServiceError' && options.delegate !== false) {
       // An older `backend serve` holds the embedded database and wrote no control file we could use.
       const { loadConfig } = await import('../config.ts');
-      const delegated = await runInService(loadConfig().dataDir, argv, io);
+      const delegated = await runInService(loadConfig(), argv, io);
       if (delegated !== undefined) return delegated;
     }
     return reportError(err, io.err);
@@ -125,11 +126,18 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
 
 const asksForHelp = (argv: string[]) => argv.some((a) => a === '--help' || a === '-h' || a === 'help');
 
-/** Runs argv in the service that owns dataDir, printing what it printed; undefined when none answers. */
-async function runInService(dataDir: string, argv: string[], io: CliIo): Promise<number | undefined> {
+/**
+ * Runs argv in the service that owns DATA_DIR, printing what it printed; undefined when none
+ * answers, or when this terminal's DATABASE_URL names another database than the service's.
+ */
+async function runInService(config: Config, argv: string[], io: CliIo): Promise<number | undefined> {
   const { runningService, runInService: post } = await import('./control-client.ts');
-  const service = runningService(dataDir);
+  const service = runningService(config.dataDir);
   if (!service) return undefined;
+  if (config.database.kind === 'postgres') {
+    const { describeDatabase } = await import('../db/open-database.ts');
+    if (service.service?.database !== describeDatabase(config.database)) return undefined;
+  }
   const result = await post(service, argv);
   if (!result) return undefined;
   if (result.output) io.out(result.output.trimEnd());

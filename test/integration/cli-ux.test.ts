@@ -159,7 +159,8 @@ describe(`a second terminal while npm start runs on other ports (${testDbKind})`
     // The second terminal knows only DATA_DIR: no ports, no DATABASE_URL.
     const env = { DATA_DIR: dataDir };
     try {
-      await service.waitForLine(/"listening on/);
+      // The banner comes after the control file is written (the "listening on" log line, before).
+      await service.waitForLine(/backend is running on/);
       const control = JSON.parse(readFileSync(join(dataDir, 'control.json'), 'utf8')) as {
         service: { http: string; database: string; emulator: { grpc: string; http: string } };
       };
