@@ -176,7 +176,7 @@ async function runDelivery(deps: RouteDeps, task: AnyTask, request: FastifyReque
         kind: 'retry',
         runId: undefined,
         error: err.message,
-        retryAfterSeconds: 10,
+        retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
         code: 'DATABASE_UNAVAILABLE',
       };
     }
