@@ -6,7 +6,7 @@
 // violation. Bounded: a hard timeout stops everything.
 //
 //   node bench/chaos.bench.ts                       short run: 1,000 tasks, 3 + 2 kills (CI)
-//   node bench/chaos.bench.ts --tasks 100000 --rate 150 --service-kills 20 --emulator-kills 10 \
+//   node bench/chaos.bench.ts --tasks 100000 --rate 100 --service-kills 20 --emulator-kills 10 \
 //     --timeout 3600                                long run; RSS of both processes every 10 s
 //   --seed N (repeat a run), --failure-rate 0.1, --restart-postgres (restarts the local cluster
 //   once with pg_ctlcluster: only on a PostgreSQL server nobody else is using)
