@@ -6,6 +6,7 @@ import type { CloudTasksClient } from '@google-cloud/tasks';
 import type { Clock } from '../clock.ts';
 import type { TasksAuthMode } from '../config.ts';
 import type { Queryable, Tx } from '../db/db.ts';
+import { pgJson } from '../db/pg-text.ts';
 import { valuesList } from '../db/sql.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -93,7 +94,7 @@ export class TaskEnqueuer {
         prepared.queue,
         prepared.taskId,
         prepared.key,
-        JSON.stringify(prepared.payload),
+        pgJson(prepared.payload),
         prepared.scheduleTime ?? null,
         prepared.deadlineSeconds,
         new Date(this.#deps.clock.now()),

@@ -1,6 +1,7 @@
 // task_runs: claim a run by (task, idempotency key), complete or fail it fenced by its attempt
 // number, and read runs for the CLI and the dashboard. Time is always a parameter (the Clock).
 import type { Queryable } from '../db/db.ts';
+import { pgJson, pgTextOrNull } from '../db/pg-text.ts';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'dead';
 
@@ -198,7 +199,7 @@ const toRun = (r: RunRow): TaskRun => ({
   updatedAt: r.updated_at,
 });
 
-const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
+const json = (v: unknown) => (v === undefined ? null : pgJson(v));
 
 /** What finishAttempt takes. */
 export interface FinishInput {
@@ -310,9 +311,9 @@ export const taskRuns = {
       input.attempt,
       input.status,
       json(input.result),
-      input.entry.error,
+      pgTextOrNull(input.entry.error),
       new Date(input.entry.finishedAt),
-      JSON.stringify(input.entry),
+      pgJson(input.entry),
     ]);
     return r.rowCount === 1;
   },
@@ -328,9 +329,9 @@ export const taskRuns = {
       sorted.map((i) => i.attempt),
       sorted.map((i) => i.status),
       sorted.map((i) => json(i.result)),
-      sorted.map((i) => i.entry.error),
+      sorted.map((i) => pgTextOrNull(i.entry.error)),
       sorted.map((i) => new Date(i.entry.finishedAt)),
-      sorted.map((i) => JSON.stringify(i.entry)),
+      sorted.map((i) => pgJson(i.entry)),
     ]);
     const finished = new Set(r.rows.map((row) => Number(row.id)));
     return inputs.map((i) => finished.has(i.runId));
@@ -350,8 +351,8 @@ export const taskRuns = {
       input.cloudTaskName,
       input.queueName,
       json(input.delivery),
-      input.entry.error,
-      JSON.stringify(input.entry),
+      pgTextOrNull(input.entry.error),
+      pgJson(input.entry),
       input.now,
       new Date(input.entry.finishedAt),
     ]);
@@ -372,7 +373,7 @@ export const taskRuns = {
       input.cloudTaskName,
       input.queueName,
       json(input.delivery),
-      input.error,
+      pgTextOrNull(input.error),
       input.now,
     ]);
     return r.rows[0]?.id;

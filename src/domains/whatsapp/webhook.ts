@@ -54,35 +54,40 @@ const unixSeconds = z
   .regex(/^\d{1,12}$/)
   .optional();
 
+/** A string field stored in a text column: U+0000, which PostgreSQL refuses, becomes U+FFFD. */
+const text = (schema: z.ZodString) => schema.transform((v) => v.replaceAll('\u0000', '\uFFFD'));
+
 const inboundMessageSchema = z.looseObject({
-  id: z.string().min(1).max(256),
+  id: text(z.string().min(1).max(256)),
   // The user's phone number; withheld for some users with usernames (BSUID rollout, 2026).
-  from: z.string().min(1).max(64).optional(),
+  from: text(z.string().min(1).max(64)).optional(),
   // The business-scoped user id, when Meta sends it on the message.
-  from_user_id: z.string().min(1).max(160).optional(),
+  from_user_id: text(z.string().min(1).max(160)).optional(),
   timestamp: unixSeconds,
-  type: z.string().min(1).max(64),
+  type: text(z.string().min(1).max(64)),
   text: z.looseObject({ body: z.string().max(65_536) }).optional(),
 });
 
 const contactSchema = z.looseObject({
-  wa_id: z.string().max(64).optional(),
-  user_id: z.string().max(160).optional(),
-  profile: z.looseObject({ name: z.string().max(512).optional(), username: z.string().max(512).optional() }).optional(),
+  wa_id: text(z.string().max(64)).optional(),
+  user_id: text(z.string().max(160)).optional(),
+  profile: z
+    .looseObject({ name: text(z.string().max(512)).optional(), username: text(z.string().max(512)).optional() })
+    .optional(),
 });
 
 const statusSchema = z.looseObject({
-  id: z.string().min(1).max(256),
-  status: z.string().min(1).max(32),
+  id: text(z.string().min(1).max(256)),
+  status: text(z.string().min(1).max(32)),
   timestamp: unixSeconds,
-  recipient_id: z.string().max(160).optional(),
+  recipient_id: text(z.string().max(160)).optional(),
   // A recipient we wrote to by BSUID: Meta names them here, with recipient_id only if their phone may be shared.
   recipient_user_id: z.string().max(160).optional(),
   errors: z.array(z.unknown()).optional(),
 });
 
 const messagesValueSchema = z.looseObject({
-  metadata: z.looseObject({ phone_number_id: z.string().max(64).optional() }).optional(),
+  metadata: z.looseObject({ phone_number_id: text(z.string().max(64)).optional() }).optional(),
   contacts: z.array(contactSchema).max(1000).optional(),
   messages: z.array(inboundMessageSchema).max(1000).optional(),
   statuses: z.array(statusSchema).max(1000).optional(),
@@ -130,7 +135,11 @@ export interface ParsedWebhook {
   ignored: string[];
 }
 
-const seconds = (s: string | undefined) => (s === undefined ? null : new Date(Number(s) * 1000));
+/** 9999-12-31T23:59:59Z: a later time has no ISO form the database reads (years past 9999 need a sign). */
+const MAX_UNIX_SECONDS = 253_402_300_799;
+/** A Unix time in seconds as a Date; null when absent or past year 9999 (no real message is). */
+const seconds = (s: string | undefined) =>
+  s === undefined || Number(s) > MAX_UNIX_SECONDS ? null : new Date(Number(s) * 1000);
 
 /** A readable line for what failed validation. */
 export class WebhookPayloadError extends Error {

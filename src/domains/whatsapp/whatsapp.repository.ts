@@ -1,5 +1,6 @@
 // The WhatsApp SQL: contacts, the message history in and out, and status webhooks.
 import type { Queryable } from '../../db/db.ts';
+import { pgJson } from '../../db/pg-text.ts';
 import { valuesList } from '../../db/sql.ts';
 
 export type OutboundStatus = 'queued' | 'offline' | 'accepted' | 'sent' | 'delivered' | 'read' | 'failed';
@@ -28,9 +29,9 @@ export interface InboundInsert {
   at: Date;
 }
 
-/** PostgreSQL text cannot hold U+0000 (nor jsonb its escape): it becomes U+FFFD. */
+/** PostgreSQL text cannot hold U+0000 (nor jsonb its escape, nor a lone surrogate's): it becomes U+FFFD. */
 const noNul = (text: string) => text.replaceAll('\u0000', '\uFFFD');
-const jsonText = (value: unknown) => JSON.stringify(value).replaceAll('\\u0000', '\\ufffd');
+const jsonText = pgJson;
 
 /**
  * Records inbound messages in one statement; returns the wamids it inserted (those seen before,

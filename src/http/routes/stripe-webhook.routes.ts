@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../../clock.ts';
 import type { Db } from '../../db/db.ts';
+import { pgSafeJson } from '../../db/pg-text.ts';
 import { createStripeApi } from '../../domains/credits/stripe-api.ts';
 import { TopupPendingError } from '../../domains/credits/stripe-money.ts';
 import {
@@ -55,7 +56,8 @@ export function stripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookDep
       } catch {
         return reply.code(400).send(errorBody('MALFORMED_JSON', 'The body is not valid JSON.'));
       }
-      const parsed = stripeEventSchema.safeParse(json);
+      // Strings reach text and jsonb columns: U+0000 and lone surrogates (never in a real event) become U+FFFD.
+      const parsed = stripeEventSchema.safeParse(pgSafeJson(json));
       if (!parsed.success) {
         return reply
           .code(400)
