@@ -10,7 +10,11 @@
 //                    signature check, JSON parse and payload schema, and no database: what the
 //                    machine allows before any storage.
 // Every request is a new message (unique wamid) with a valid X-Hub-Signature-256, signed before
-// the run so the load generator does little per request.
+// the run so the load generator does little per request. The ceiling's process starts first and
+// its runs alternate with the queue-paused ones (ABBA), so each round compares runs made side by
+// side; the script prints ingest / ceiling per round and of the medians (issue 14's goal: 80 %).
+// It also reads each run's CPU from /proc: the server process and the test database's backends,
+// per 200: a figure other load on the machine barely moves, unlike the rates.
 //
 // Run: node bench/whatsapp-webhook.bench.ts [--runs 3] [--requests 3000] [--connections 50] [--warmup 500]
 // PostgreSQL from BENCH_DATABASE_URL (default the local server); the script creates, migrates and
@@ -20,9 +24,9 @@
 // BENCH_CPU_PROF=<dir> starts the service with --cpu-prof into <dir> (written on exit).
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
@@ -90,6 +94,20 @@ interface LoadResult {
   ok: number;
   bad: number;
   seconds: number;
+  /** CPU µs per 200 of the server process and of the database's backends (0 for the ceiling). */
+  serverUs: number;
+  postgresUs: number;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc; 0 if it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
 }
 
 async function main() {
@@ -147,8 +165,32 @@ async function main() {
       ]);
       return { body, signature: signWebhook(body, APP_SECRET) };
     });
-  const load = (count: number, conns = connections, target = port) =>
-    new Promise<LoadResult>((resolve, reject) => {
+  /** The database's backends (the service's pool) and the CPU each has used so far. */
+  const backendsCpu = async () => {
+    const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [
+      dbName,
+    ]);
+    return new Map(rows.map((r) => [r.pid, cpuSeconds(r.pid)]));
+  };
+  const load = async (count: number, conns = connections, target = port): Promise<LoadResult> => {
+    const serverPid = target === port ? child.pid! : ceilingPid;
+    const server0 = cpuSeconds(serverPid);
+    const pg0 = await backendsCpu();
+    const result = await loadOnly(count, conns, target);
+    const server1 = cpuSeconds(serverPid);
+    const pg1 = await backendsCpu();
+    let pgSeconds = 0;
+    for (const [pid, after] of pg1) pgSeconds += after - (pg0.get(pid) ?? 0);
+    const per = (seconds: number) => (result.ok > 0 ? (seconds * 1e6) / result.ok : 0);
+    return {
+      ...result,
+      serverUs: per(server1 - server0),
+      postgresUs: target === port ? per(pgSeconds) : 0,
+    };
+  };
+  let ceilingPid = 0;
+  const loadOnly = (count: number, conns: number, target: number) =>
+    new Promise<Omit<LoadResult, 'serverUs' | 'postgresUs'>>((resolve, reject) => {
       const bodies = prepare(count);
       let next = 0;
       const latencies: number[] = [];
@@ -200,28 +242,45 @@ async function main() {
     const at = (q: number) =>
       result.latencies[Math.min(result.latencies.length - 1, Math.floor(q * result.latencies.length))]!;
     rows.push(
-      `| ${label} | ${r} | ${result.latencies.length} | ${result.bad} | ${(result.ok / result.seconds).toFixed(0)} | ${at(0.5).toFixed(1)} | ${at(0.99).toFixed(1)} | ${result.latencies.at(-1)!.toFixed(1)} |`,
+      `| ${label} | ${r} | ${result.latencies.length} | ${result.bad} | ${(result.ok / result.seconds).toFixed(0)} | ${at(0.5).toFixed(1)} | ${at(0.99).toFixed(1)} | ${result.latencies.at(-1)!.toFixed(1)} | ${result.serverUs.toFixed(0)} | ${result.postgresUs.toFixed(0)} |`,
     );
   };
+  /** 200/s of each run, by configuration, for the ratios. */
+  const rates = new Map<string, number[]>();
+  /** CPU µs per 200 (server + PostgreSQL) of each run, by configuration. */
+  const cpu = new Map<string, number[]>();
+  const rate = (label: string, result: LoadResult) => {
+    rates.set(label, [...(rates.get(label) ?? []), result.ok / result.seconds]);
+    cpu.set(label, [...(cpu.get(label) ?? []), result.serverUs + result.postgresUs]);
+    return result;
+  };
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  // The ceiling runs in its own process from the start, so that it and the ingest alternate
+  // within each round (ABBA): on a shared machine, only runs made side by side compare.
+  const ceilingPort = port + 1;
+  const ceiling = fork(import.meta.filename, ['--serve-ceiling', String(ceilingPort)], { stdio: 'inherit' });
+  await once(ceiling, 'message');
+  ceilingPid = ceiling.pid!;
+  const paused = `${connections}, queue paused`;
+  const ceilingLabel = `${connections}, ceiling (no database)`;
   try {
     ok200 += (await load(Number(values.warmup))).ok;
+    await load(Number(values.warmup), connections, ceilingPort);
     for (let r = 1; r <= runs; r++) record('1 connection, processing', r, await load(Math.ceil(amount / 3), 1));
     await control('pause');
-    for (let r = 1; r <= runs; r++) record(`${connections}, queue paused`, r, await load(amount));
+    for (let r = 1; r <= runs; r++) {
+      const ingestFirst = r % 2 === 1;
+      if (ingestFirst) record(paused, r, rate(paused, await load(amount)));
+      record(ceilingLabel, r, rate(ceilingLabel, await load(amount, connections, ceilingPort)), false);
+      if (!ingestFirst) record(paused, r, rate(paused, await load(amount)));
+    }
     await control('resume');
-    for (let r = 1; r <= runs; r++) record(`${connections}, processing`, r, await load(amount));
-    // The ceiling, in its own process while the service idles (its queue drained).
-    const ceilingPort = port + 1;
-    const ceiling = fork(import.meta.filename, ['--serve-ceiling', String(ceilingPort)], { stdio: 'inherit' });
-    await once(ceiling, 'message');
-    try {
-      await load(Number(values.warmup), connections, ceilingPort);
-      for (let r = 1; r <= runs; r++) {
-        record(`${connections}, ceiling (no database)`, r, await load(amount, connections, ceilingPort), false);
-      }
-    } finally {
-      ceiling.send({ type: 'stop' });
-      await once(ceiling, 'exit');
+    for (let r = 1; r <= runs; r++) {
+      const label = `${connections}, processing`;
+      record(label, r, rate(label, await load(amount)));
     }
     const db = new pg.Client({ connectionString: url.toString() });
     await db.connect();
@@ -235,15 +294,30 @@ async function main() {
       [
         `POST /webhooks/whatsapp, ${connections} connections, PostgreSQL, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), Node ${process.version}`,
         '',
-        '| load | run | requests | non-200 | 200/s | p50 ms | p99 ms | max ms |',
-        '|---|---|---|---|---|---|---|---|',
+        '| load | run | requests | non-200 | 200/s | p50 ms | p99 ms | max ms | server CPU µs/200 | postgres CPU µs/200 |',
+        '|---|---|---|---|---|---|---|---|---|---|',
         ...rows,
         '',
         `check: one inbound row per 200 (${ok200}): ${check}`,
         '',
+        `ingest (queue paused) / ceiling, medians: ${((100 * median(rates.get(paused)!)) / median(rates.get(ceilingLabel)!)).toFixed(1)} % ` +
+          `(per round: ${rates
+            .get(paused)!
+            .map((x, i) => `${((100 * x) / rates.get(ceilingLabel)![i]!).toFixed(1)} %`)
+            .join(
+              ', ',
+            )}); processing / ceiling: ${((100 * median(rates.get(`${connections}, processing`)!)) / median(rates.get(ceilingLabel)!)).toFixed(1)} %`,
+        `CPU per webhook (server + PostgreSQL backends), medians: ingest ${median(cpu.get(paused)!).toFixed(0)} µs, ceiling ${median(cpu.get(ceilingLabel)!).toFixed(0)} µs: ` +
+          `ceiling / ingest ${((100 * median(cpu.get(ceilingLabel)!)) / median(cpu.get(paused)!)).toFixed(1)} % (the throughput ratio where CPU is the only limit; the server's CPU includes the outbox relay and, locally, the emulator)`,
+        `load average at the end: ${loadavg()
+          .map((x) => x.toFixed(2))
+          .join(' ')}`,
+        '',
       ].join('\n'),
     );
   } finally {
+    ceiling.send({ type: 'stop' });
+    await once(ceiling, 'exit');
     child.send({ type: 'stop' });
     await once(child, 'exit');
     rmSync(dataDir, { recursive: true, force: true });
