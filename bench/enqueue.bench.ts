@@ -2,6 +2,7 @@
 // direct createTask, and through the transactional outbox (the insert in the caller's transaction,
 // then the relay), on PGlite and on PostgreSQL (BENCH_DATABASE_URL, default the local server).
 // Run: node bench/enqueue.bench.ts [n]   (n enqueues per measurement, default 2000; loopback only)
+import { loadavg } from 'node:os';
 import pg from 'pg';
 import { TestClock } from '../src/clock.ts';
 import type { Db } from '../src/db/db.ts';
@@ -38,6 +39,7 @@ const enqueuer = new TaskEnqueuer({ client: clients.tasks, registry, target, clo
 const pct = (xs: number[], q: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
 const rows: string[] = [];
+const notes: string[] = [];
 function row(label: string, latencies: number[], totalMs: number, count = latencies.length) {
   rows.push(
     `| ${label} | ${count} | ${((count / totalMs) * 1000).toFixed(0)} | ${pct(latencies, 0.5).toFixed(2)} | ${pct(latencies, 0.99).toFixed(2)} |`,
@@ -73,10 +75,40 @@ const key = () => `bench-${process.pid}-${seq++}`;
   );
   row('direct, 32 concurrent callers', lat, performance.now() - t0);
 }
+// Direct, 16 callers: the relay's own concurrency (SEND_CONCURRENCY), so the send-only ceiling of a relay pass.
+{
+  const lat: number[] = [];
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next++ < n) {
+        const s = performance.now();
+        await enqueuer.enqueue('health.check', {}, { key: key() });
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
+  row('direct, 16 concurrent callers (the relay without its database)', lat, performance.now() - t0);
+}
 
 async function outbox(label: string, db: Db) {
   await migrate(db);
-  const relay = new OutboxRelay({ db, enqueuer, log, clock: { now: Date.now } });
+  // The relay's statements counted and timed: what group-committing them could save at most.
+  let statements = 0;
+  let dbMs = 0;
+  const counted = {
+    query: async (...args: Parameters<Db['query']>) => {
+      statements++;
+      const s = performance.now();
+      try {
+        return await db.query(...args);
+      } finally {
+        dbMs += performance.now() - s;
+      }
+    },
+  } as unknown as Db;
+  const relay = new OutboxRelay({ db: counted, enqueuer, log, clock: { now: Date.now } });
   const lat: number[] = [];
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
@@ -97,6 +129,10 @@ async function outbox(label: string, db: Db) {
   const relayMs = performance.now() - r0;
   rows.push(
     `| outbox relay, batches of 100 (${label}) | ${result.sent} | ${((result.sent / relayMs) * 1000).toFixed(0)} | | |`,
+  );
+  notes.push(
+    `relay (${label}): ${statements} statements for ${result.sent} tasks (${(statements / Math.max(1, result.sent)).toFixed(3)} per task), ` +
+      `${dbMs.toFixed(0)} of ${relayMs.toFixed(0)} ms waiting on the database (${((100 * dbMs) / relayMs).toFixed(1)} %)`,
   );
   await db.close();
 }
@@ -119,3 +155,10 @@ await emulator.close();
 
 console.log('| measurement | enqueues | per second | p50 ms | p99 ms |\n|---|---|---|---|---|');
 for (const r of rows) console.log(r);
+console.log('');
+for (const line of notes) console.log(line);
+console.log(
+  `load average at the end: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
