@@ -25,6 +25,13 @@ export function enqueueCommand(program: Command, context: ContextFactory): void 
       } catch (err) {
         throw new CliError(`payload is not valid JSON: ${(err as Error).message}`, 2);
       }
+      // A mistyped name is told at once, even with no task backend running.
+      const names = [...loadRegistry().tasks.keys()];
+      if (!names.includes(task)) {
+        throw new CliError(
+          `No task named "${task}". Known tasks: ${names.sort().join(', ')} (backend enqueue --help lists them with their queues).`,
+        );
+      }
       const ctx = context();
       const enqueuer = await ctx.enqueuer();
       const result = await enqueuer

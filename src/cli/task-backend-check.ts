@@ -9,6 +9,9 @@ import { CliError } from './cli-context.ts';
 /** How long the connection may take before the backend counts as unreachable. */
 export const CHECK_TIMEOUT_MS = 2_000;
 
+/** The variables through which gRPC's client is sent via a proxy. */
+const PROXY_VARIABLES = ['grpc_proxy', 'https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'];
+
 /** Where the official clients go when no emulator is configured. */
 export const GOOGLE_CLOUD_TASKS_ADDRESS = 'cloudtasks.googleapis.com:443';
 
@@ -27,6 +30,8 @@ export function taskBackendAddress(config: Config): string | undefined {
  * CliError naming the address and what to do. `emulator` is "host:port", undefined for Google Cloud.
  */
 export async function checkTaskBackend(emulator: string | undefined, timeoutMs = CHECK_TIMEOUT_MS): Promise<void> {
+  // Behind a proxy the clients reach Google through it, where a direct connection may well fail.
+  if (!emulator && PROXY_VARIABLES.some((name) => process.env[name])) return;
   const address = emulator ?? GOOGLE_CLOUD_TASKS_ADDRESS;
   const at = address.lastIndexOf(':');
   const host = address.slice(0, at).replace(/^\[|\]$/g, '');

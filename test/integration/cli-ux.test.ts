@@ -109,6 +109,10 @@ describe('backend command line for a new user', { skip: testDbKind === 'postgres
       assert.equal(r.stdout, '', args.join(' '));
       assert.ok(ms < 3000, `${args.join(' ')} took ${Math.round(ms)} ms, Node's start included`);
     }
+    // A mistyped task is named as such before any connection is tried.
+    const typo = await runBackend(['enqueue', 'health.chek', '{}'], env);
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /^backend: No task named "health\.chek"\. Known tasks: .*health\.check.*\n$/);
   });
 
   test("the check's address is the service's: main.ts's rule, for each way of naming the backend", () => {
