@@ -10,7 +10,7 @@ import { dumpPgliteDataDir, openPglite } from '../src/db/pglite.ts';
 import { createPostgresTemplate, dropLeftoverTestDbs, dropPostgresDb } from '../test/helpers/test-db.ts';
 
 // Files under these folders use the database and run on both engines; the rest run once.
-const DATABASE_SUITES = ['test/integration', 'test/contract'];
+const DATABASE_SUITES = ['test/integration', 'test/contract', 'test/fuzz'];
 // Browser tests (real Chromium) run once, being slow: on PostgreSQL when TEST_DATABASE_URL is set
 // (one of them needs a second service process on the same database), else on PGlite.
 const BROWSER_SUITE = 'test/browser';
