@@ -124,7 +124,11 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
   }
 }
 
-const asksForHelp = (argv: string[]) => argv.some((a) => a === '--help' || a === '-h' || a === 'help');
+/** Help is printed here, never asked of the service (a "help" argument is a value: simulate help). */
+const asksForHelp = (argv: string[]) => {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).some((a) => a === '--help' || a === '-h');
+};
 
 /**
  * Runs argv in the service that owns DATA_DIR, printing what it printed; undefined when none

@@ -278,6 +278,11 @@ describe(`a second terminal while npm start runs on other ports (${testDbKind})`
       ]) {
         await measure(t, args, env);
       }
+      // "help" is the message here, not a request for usage: still sent by (and to) the service,
+      // whose port this terminal does not know.
+      const help = await runBackend(['whatsapp', 'simulate', 'help', '--from', '15550007778'], env);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /^sent wamid\.simulated-\S+ from 15550007778/);
     } finally {
       service.child.kill('SIGTERM');
       await service.exit;
