@@ -132,10 +132,10 @@ describe('backend command line for a new user', { skip: testDbKind === 'postgres
     }
   });
 
-  test("package.json's engines admit the machine's own Node 20 (npm's), while the runtime stays the pinned Node 24", () => {
-    const floor = /^>=(\d+)(\.\d+)*$/.exec(packageJson.engines.node);
-    assert.ok(floor, `engines.node is a plain lower bound: ${packageJson.engines.node}`);
-    assert.ok(Number(floor[1]) <= 20, 'npm on Node 20 would print EBADENGINE for every npx backend');
+  test("package.json's engines name Node 24 as the runtime and admit npm's own Node 20 and 22, which only launch it", () => {
+    const ranges = packageJson.engines.node.split('||').map((r) => r.trim());
+    assert.equal(ranges[0], '>=24.11.0 <25', 'the runtime comes first');
+    assert.ok(ranges.includes('^20.0.0'), 'npm on Node 20 would print EBADENGINE for every npx backend');
     assert.match(packageJson.devDependencies.node ?? '', /^24\.\d+\.\d+$/);
     const bin = readFileSync(new URL('../../bin/backend.js', import.meta.url), 'utf8');
     assert.match(bin, /node_modules\/node\/bin\/node/, 'bin/backend.js re-runs itself with the pinned Node');
