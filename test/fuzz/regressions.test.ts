@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { pgJson } from '../../src/db/pg-text.ts';
 import { signStripePayload } from '../../src/domains/credits/stripe-webhook.ts';
+import { ExtractionError, extractArticle } from '../../src/domains/scraper/extract.ts';
 import { signWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
@@ -134,5 +135,12 @@ describe(`fuzz regressions: Stripe (${testDbKind})`, () => {
       ids.rows.map((r) => r.event_id),
       ['evt_a\ufffdb', 'evt_c'],
     );
+  });
+});
+
+describe('fuzz regressions: the extractor', () => {
+  test('an <html> that is not the root is wrapped like a fragment (was a TypeError from linkedom)', () => {
+    assert.throws(() => extractArticle('<template><html>', 'https://example.com/'), ExtractionError);
+    assert.equal(extractArticle('<!-- <html> --><p>The text.</p>', 'https://example.com/').text, 'The text.');
   });
 });

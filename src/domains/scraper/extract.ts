@@ -129,9 +129,15 @@ export function extractArticle(html: string, url: string, options: ExtractOption
 }
 
 function parse(html: string): DomDocument {
-  // linkedom builds a broken tree from a fragment without <html>, so give it one.
-  const source = /<html[\s>]/i.test(html) ? html : `<!doctype html><html><head></head><body>${html}</body></html>`;
-  return linkedom().parseHTML(source).document as unknown as DomDocument;
+  // linkedom builds a broken tree from a fragment without <html>, so give it one. An <html> that is
+  // not the root (inside a comment or a <template>) leaves no <html> root, or none at all, where
+  // linkedom's document.body throws: such a page is wrapped too.
+  if (/<html[\s>]/i.test(html)) {
+    const document = linkedom().parseHTML(html).document as unknown as DomDocument;
+    if (document.documentElement?.nodeName === 'HTML') return document;
+  }
+  return linkedom().parseHTML(`<!doctype html><html><head></head><body>${html}</body></html>`)
+    .document as unknown as DomDocument;
 }
 
 function pageMetadata(document: DomDocument) {
