@@ -64,7 +64,7 @@ const databaseUrl = z.string().refine((v) => v === 'memory://' || /^postgres(ql)
   error: 'expected postgres://user:password@host:port/database (or ?host=/cloudsql/… for a socket) or memory://',
 });
 
-const envSchema = z.object({
+export const envSchema = z.object({
   PORT: optional(intIn(1, 65535)),
   HOST: optional(z.string().min(1)),
   PUBLIC_BASE_URL: optional(httpUrl('an http(s) URL with no path, query or fragment, such as https://api.example.com')),
