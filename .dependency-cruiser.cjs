@@ -1,4 +1,12 @@
 // Import rules that keep the architecture of ARCHITECTURE.md true (run: npm run check:cycles).
+const { readdirSync } = require('node:fs');
+const { join } = require('node:path');
+
+// Every folder of src/domains is a domain, so a new one is covered without editing this file.
+const domains = readdirSync(join(__dirname, 'src/domains'), { withFileTypes: true })
+  .filter((entry) => entry.isDirectory())
+  .map((entry) => entry.name);
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -41,6 +49,27 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/', pathNot: '^src/cli/' },
       to: { path: '^src/(main\\.ts|cli/)' },
+    },
+    // A domain's public surface is its index.ts: code outside src/domains/<d> imports that file and
+    // nothing else of the domain (files inside a domain import each other freely). A domain may also
+    // have a reads.ts, a slice of index.ts holding only its read queries, so that the command line's
+    // read-only commands stay fast (index.ts loads schemas, clients and tracing). The one exception
+    // is src/task-registry.ts, the list of tasks, which also reads the task definitions (*.task.ts);
+    // keeping them out of index.ts keeps the domains' mutual imports acyclic. Only src/ is checked:
+    // tests may import a domain's internals.
+    ...domains.map((domain) => ({
+      name: `domain-surface-${domain}`,
+      severity: 'error',
+      comment: `Outside src/domains/${domain}, import its index.ts (or its reads.ts) only.`,
+      from: { path: '^src/', pathNot: `^src/(domains/${domain}/|task-registry\\.ts$)` },
+      to: { path: `^src/domains/${domain}/`, pathNot: `^src/domains/${domain}/(index|reads)\\.ts$` },
+    })),
+    {
+      name: 'the-registry-reads-surfaces-and-tasks',
+      severity: 'error',
+      comment: 'src/task-registry.ts imports a domain through its index.ts or its *.task.ts files.',
+      from: { path: '^src/task-registry\\.ts$' },
+      to: { path: '^src/domains/[^/]+/', pathNot: '^src/domains/[^/]+/(index|reads|[\\w-]+\\.task)\\.ts$' },
     },
   ],
   options: {

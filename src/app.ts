@@ -8,7 +8,7 @@ import type { TaskBackend } from './admin/deps.ts';
 import type { Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Db } from './db/db.ts';
-import { createLoginService } from './domains/auth/login.service.ts';
+import { createLoginService } from './domains/auth/index.ts';
 import { registerErrorHandler } from './http/plugins/error-handler.ts';
 import { type LoadSignals, loadShedding } from './http/plugins/load-shedding.ts';
 import { operatorAccess } from './http/plugins/operator-access.ts';

@@ -1,11 +1,10 @@
 // What task handlers get as ctx.services, built from the configuration: the one place that
 // chooses adapters (the Graph API or the offline outbox, …). main.ts and the test app both use it.
 import type { Config } from './config.ts';
-import { createLlmWriter } from './domains/blog/llm-writer.ts';
-import { createOfflineWriter } from './domains/blog/offline-writer.ts';
-import type { HealthProbe } from './domains/health/health.service.ts';
-import { createSafeFetcher } from './domains/scraper/safe-fetch.ts';
-import { createGraphClient } from './domains/whatsapp/graph-api.ts';
+import { createLlmWriter, createOfflineWriter } from './domains/blog/index.ts';
+import type { HealthProbe } from './domains/health/index.ts';
+import { createSafeFetcher } from './domains/scraper/index.ts';
+import { createGraphClient } from './domains/whatsapp/index.ts';
 import type { TaskServices } from './tasks/define-task.ts';
 
 /** A page fetched less than this long ago is reused for another post. */

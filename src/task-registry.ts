@@ -2,7 +2,7 @@
 
 import { generatePostTask } from './domains/blog/generate-post.task.ts';
 import { holdsSweepTask } from './domains/credits/holds-sweep.task.ts';
-import { longestTaskDeadlineSeconds } from './domains/credits/holds-sweep.ts';
+import { longestTaskDeadlineSeconds } from './domains/credits/index.ts';
 import { monthlyGrantTask } from './domains/credits/monthly-grant.task.ts';
 import { topupTask } from './domains/credits/topup.task.ts';
 import { healthCheckTask } from './domains/health/health-check.task.ts';

@@ -6,8 +6,8 @@
 // written in one transaction.
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { auditEvents } from '../domains/audit/audit.repository.ts';
-import { adjust, InsufficientCreditsError, UnknownAccountError } from '../domains/credits/credits.service.ts';
+import { auditEvents } from '../domains/audit/index.ts';
+import { adjust, InsufficientCreditsError, UnknownAccountError } from '../domains/credits/index.ts';
 import {
   type AccountRow,
   findAccount,

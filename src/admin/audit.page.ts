@@ -1,6 +1,6 @@
 // The dashboard's audit trail (/admin/audit): what operators did, newest first, in keyset pages.
 import type { FastifyInstance } from 'fastify';
-import { auditEvents } from '../domains/audit/audit.repository.ts';
+import { auditEvents } from '../domains/audit/index.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html } from './html.ts';
 import { sendPage } from './layout.ts';

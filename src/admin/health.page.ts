@@ -1,7 +1,7 @@
 // The dashboard's health history (/admin/health): the latest scheduled health checks, each probe's
 // outcome and latency, newest first.
 import type { FastifyInstance } from 'fastify';
-import type { ProbeResult } from '../domains/health/health.repository.ts';
+import type { ProbeResult } from '../domains/health/index.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html } from './html.ts';
 import { sendPage } from './layout.ts';

@@ -2,7 +2,7 @@
 // with its payload, result, delivery headers and attempts, replay of one run, and replay of every
 // dead run matching a filter behind a confirmation. Replays go through replayRun, as in the CLI.
 import type { FastifyInstance } from 'fastify';
-import { auditEvents } from '../domains/audit/audit.repository.ts';
+import { auditEvents } from '../domains/audit/index.ts';
 import { AppError } from '../errors.ts';
 import { replayRun } from '../tasks/replay.ts';
 import { type RunStatus, type TaskRun, taskRuns } from '../tasks/task-runs.repository.ts';

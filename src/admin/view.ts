@@ -2,7 +2,7 @@
 // an action (POST, redirect, GET), times, durations, numbers and badges, and reading one field of a
 // query string or form.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { type AuditAction, auditEvents } from '../domains/audit/audit.repository.ts';
+import { type AuditAction, auditEvents } from '../domains/audit/index.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { sendPage } from './layout.ts';

@@ -3,7 +3,7 @@
 // conversation; every message with its direction, status and Meta's error. The recent messages and
 // the outbox are the repository's queries, the same the CLI prints.
 import type { FastifyInstance } from 'fastify';
-import { type ConversationLine, offlineOutbox, recentMessages } from '../domains/whatsapp/whatsapp.repository.ts';
+import { type ConversationLine, offlineOutbox, recentMessages } from '../domains/whatsapp/index.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { sendPage } from './layout.ts';

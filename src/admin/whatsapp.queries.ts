@@ -3,7 +3,7 @@
 // recent messages and the offline outbox are the repository's own queries (recentMessages,
 // offlineOutbox), the ones `backend whatsapp conversations|outbox` prints.
 import type { Queryable } from '../db/db.ts';
-import type { ConversationLine } from '../domains/whatsapp/whatsapp.repository.ts';
+import type { ConversationLine } from '../domains/whatsapp/index.ts';
 import type { ExplainCase } from './explain.ts';
 
 export interface ContactRow {

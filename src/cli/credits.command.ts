@@ -1,7 +1,7 @@
 // `backend credits grant|history`: an operator's adjustments (recorded with the reason) and an
 // account's ledger.
 import type { Command } from 'commander';
-import type { LedgerEntry } from '../domains/credits/credits.service.ts';
+import type { LedgerEntry } from '../domains/credits/reads.ts';
 import { CliError } from './cli-context.ts';
 import type { ContextFactory } from './command-context.ts';
 
@@ -22,9 +22,7 @@ export function creditsCommand(program: Command, context: ContextFactory): void 
       }
       if (!options.reason.trim()) throw new CliError('--reason must not be empty', 2);
       const ctx = context();
-      const { adjust, InsufficientCreditsError, UnknownAccountError } = await import(
-        '../domains/credits/credits.service.ts'
-      );
+      const { adjust, InsufficientCreditsError, UnknownAccountError } = await import('../domains/credits/index.ts');
       try {
         const m = await adjust(await ctx.db(), {
           accountId,
@@ -56,7 +54,7 @@ export function creditsCommand(program: Command, context: ContextFactory): void 
       const limit = Number(options.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new CliError('--limit must be a positive integer', 2);
       const ctx = context();
-      const { balanceOf, history } = await import('../domains/credits/credits.service.ts');
+      const { balanceOf, history } = await import('../domains/credits/reads.ts');
       const db = await ctx.db();
       const balance = await balanceOf(db, accountId);
       if (balance === undefined) throw new CliError(`no account ${accountId}`);

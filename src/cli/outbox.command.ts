@@ -73,7 +73,7 @@ export function outboxCommand(program: Command, context: ContextFactory): void {
       const ctx = context();
       const [{ outboxRows }, { auditEvents }] = await Promise.all([
         import('../tasks/outbox.repository.ts'),
-        import('../domains/audit/audit.repository.ts'),
+        import('../domains/audit/index.ts'),
       ]);
       const db = await ctx.db();
       const at = new Date(ctx.clock.now());
@@ -121,7 +121,7 @@ export function outboxCommand(program: Command, context: ContextFactory): void {
       const ctx = context();
       const [{ outboxRows }, { auditEvents }] = await Promise.all([
         import('../tasks/outbox.repository.ts'),
-        import('../domains/audit/audit.repository.ts'),
+        import('../domains/audit/index.ts'),
       ]);
       const db = await ctx.db();
       const at = new Date(ctx.clock.now());

@@ -25,7 +25,7 @@ export function serveCommand(program: Command, runInService: RunInService): void
       }
       closeOnSignals(service, logger, config.shutdownTimeoutMs);
       const [{ signWebhook, textWebhook }, { loginConfigured, loopbackAccessAllowed }] = await Promise.all([
-        import('../domains/whatsapp/webhook.ts'),
+        import('../domains/whatsapp/index.ts'),
         import('../http/plugins/operator-access.ts'),
       ]);
       process.stdout.write(
@@ -36,8 +36,8 @@ export function serveCommand(program: Command, runInService: RunInService): void
 
 /** What the banner borrows from the service's modules (loaded once the service has started). */
 interface BannerHelpers {
-  signWebhook: typeof import('../domains/whatsapp/webhook.ts').signWebhook;
-  textWebhook: typeof import('../domains/whatsapp/webhook.ts').textWebhook;
+  signWebhook: typeof import('../domains/whatsapp/index.ts').signWebhook;
+  textWebhook: typeof import('../domains/whatsapp/index.ts').textWebhook;
   loginConfigured: typeof import('../http/plugins/operator-access.ts').loginConfigured;
   loopbackAccessAllowed: typeof import('../http/plugins/operator-access.ts').loopbackAccessAllowed;
 }

@@ -2,7 +2,7 @@
 // kept in the offline outbox when no WHATSAPP_ACCESS_TOKEN is set, and a signed test webhook.
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import type { ConversationLine } from '../domains/whatsapp/whatsapp.repository.ts';
+import type { ConversationLine } from '../domains/whatsapp/reads.ts';
 import { CliError } from './cli-context.ts';
 import type { ContextFactory } from './command-context.ts';
 
@@ -18,7 +18,7 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
     .action(async (options: { user?: string; limit: string; json?: boolean }) => {
       const limit = parseLimit(options.limit);
       const ctx = context();
-      const { recentMessages } = await import('../domains/whatsapp/whatsapp.repository.ts');
+      const { recentMessages } = await import('../domains/whatsapp/reads.ts');
       const lines = await recentMessages(await ctx.db(), { limit, ...(options.user ? { user: options.user } : {}) });
       if (options.json) {
         if (lines.length > 0) ctx.out(lines.map((l) => JSON.stringify(l)).join('\n'));
@@ -35,7 +35,7 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
     .action(async (options: { limit: string; json?: boolean }) => {
       const limit = parseLimit(options.limit);
       const ctx = context();
-      const { offlineOutbox } = await import('../domains/whatsapp/whatsapp.repository.ts');
+      const { offlineOutbox } = await import('../domains/whatsapp/reads.ts');
       const lines = await offlineOutbox(await ctx.db(), limit);
       if (options.json) {
         if (lines.length > 0) ctx.out(lines.map((l) => JSON.stringify(l)).join('\n'));
@@ -57,7 +57,7 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
       if (!/^\d{6,15}$/.test(options.from)) throw new CliError('--from must be a phone number of 6 to 15 digits', 2);
       const ctx = context();
       const [{ signWebhook, textWebhook }, { withLocalSecrets }] = await Promise.all([
-        import('../domains/whatsapp/webhook.ts'),
+        import('../domains/whatsapp/index.ts'),
         import('../local-secrets.ts'),
       ]);
       // Local mode keeps the app secret in $DATA_DIR, where `serve` generated it.

@@ -5,7 +5,7 @@ import { randomNonce, randomPKCECodeVerifier, randomState } from 'openid-client'
 import type { Clock } from '../../clock.ts';
 import type { Config } from '../../config.ts';
 import type { Db } from '../../db/db.ts';
-import { auditEvents } from '../audit/audit.repository.ts';
+import { auditEvents } from '../audit/index.ts';
 import { csrfTokenFor, isToken, randomToken, safeReturnTo, sha256 } from './auth-tokens.ts';
 import { loginStates } from './login-states.repository.ts';
 import { createOidcClient, LoginFailedError, type OidcClient } from './oidc.client.ts';

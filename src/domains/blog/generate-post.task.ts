@@ -10,18 +10,18 @@ import { z } from 'zod';
 import type { Queryable } from '../../db/db.ts';
 import { defineTask } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
-import { insufficientCreditsReply } from '../credits/credits.replies.ts';
+import type { HoldOwner } from '../credits/index.ts';
 import {
   holdState,
   InsufficientCreditsError,
+  insufficientCreditsReply,
   inTransaction,
   release,
   reserve,
   settle,
-} from '../credits/credits.service.ts';
-import type { HoldOwner } from '../credits/holds-sweep.ts';
-import { findPage } from '../scraper/pages.repository.ts';
-import { enqueueReply } from '../whatsapp/replies.ts';
+} from '../credits/index.ts';
+import { findPage } from '../scraper/index.ts';
+import { enqueueReply } from '../whatsapp/index.ts';
 import { findPostByRequest, insertPost, type StoredPost } from './posts.repository.ts';
 import { renderMarkdown } from './render-markdown.ts';
 import { uniqueSlug } from './slug.ts';

@@ -5,7 +5,7 @@
 // keyed by the hold, so a repeated or overlapping sweep releases nothing twice.
 import { z } from 'zod';
 import { defineTask } from '../../tasks/define-task.ts';
-import { postHoldOwner } from '../blog/generate-post.task.ts';
+import { postHoldOwner } from '../blog/index.ts';
 import { type HoldOwner, sweepAbandonedHolds } from './holds-sweep.ts';
 
 /** Every task that opens credits holds, by the prefix of its holds' refs. */

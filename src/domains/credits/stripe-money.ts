@@ -14,6 +14,16 @@ import type { Queryable } from '../../db/db.ts';
 import * as sql from './credits.repository.ts';
 import { move } from './credits.service.ts';
 
+/** The key of a payment: the payment intent when known, else the checkout session. */
+export function paymentKey(p: {
+  paymentIntentId?: string | undefined;
+  checkoutSessionId?: string | undefined;
+}): string {
+  if (p.paymentIntentId) return `stripe:pi:${p.paymentIntentId}`;
+  if (p.checkoutSessionId) return `stripe:cs:${p.checkoutSessionId}`;
+  throw new Error('a payment needs a payment intent or a checkout session id');
+}
+
 /** A payment the webhook credited (stripe_payments). */
 export interface StripePayment {
   paymentKey: string;

@@ -6,8 +6,7 @@ import type { Db, Queryable } from '../../db/db.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import * as sql from './credits.repository.ts';
 import { balanceOf } from './credits.service.ts';
-import { applyDispute, applyRefund, closeDispute, type MoneyResult } from './stripe-money.ts';
-import { paymentKey } from './topup.task.ts';
+import { applyDispute, applyRefund, closeDispute, type MoneyResult, paymentKey } from './stripe-money.ts';
 
 /** Stripe's default: a signature older than this many seconds is refused (replay window). */
 export const SIGNATURE_TOLERANCE_SECONDS = 300;

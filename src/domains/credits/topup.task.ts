@@ -7,10 +7,10 @@
 import { z } from 'zod';
 import { defineTask } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
-import { addressOfAccount } from '../whatsapp/identity.ts';
-import { enqueueReply } from '../whatsapp/replies.ts';
+import { addressOfAccount, enqueueReply } from '../whatsapp/index.ts';
 import { topupConfirmedReply } from './credits.replies.ts';
 import { topUp, UnknownAccountError } from './credits.service.ts';
+import { paymentKey } from './stripe-money.ts';
 
 // Exactly one payment id, and nothing that differs between the events of one payment (no event
 // id): the push route refuses a key seen before with a different payload as dead, so the
@@ -29,16 +29,6 @@ export const topupPayload = z
   });
 
 export type TopupPayload = z.infer<typeof topupPayload>;
-
-/** The key of a payment: the payment intent when known, else the checkout session. */
-export function paymentKey(p: {
-  paymentIntentId?: string | undefined;
-  checkoutSessionId?: string | undefined;
-}): string {
-  if (p.paymentIntentId) return `stripe:pi:${p.paymentIntentId}`;
-  if (p.checkoutSessionId) return `stripe:cs:${p.checkoutSessionId}`;
-  throw new Error('a payment needs a payment intent or a checkout session id');
-}
 
 export const topupTask = defineTask({
   name: 'credits.topup',

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { defineTask, type TaskContext } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
-import { enqueueReply } from '../whatsapp/replies.ts';
+import { enqueueReply } from '../whatsapp/index.ts';
 import { ExtractionError, extractArticle } from './extract.ts';
 import { insertPage, recentPage, type StoredPage } from './pages.repository.ts';
 import { FetchRefusedError, type SafeFetcher } from './safe-fetch.ts';

@@ -21,7 +21,7 @@
 import type { Queryable } from '../../db/db.ts';
 import type { Logger } from '../../logger.ts';
 import { RetryAfterError } from '../../tasks/task-errors.ts';
-import { createAccount, grantSignup } from '../credits/credits.service.ts';
+import { createAccount, grantSignup } from '../credits/index.ts';
 import {
   type Contact,
   contactByAnyId,

@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sendMessagePage } from '../../admin/layout.ts';
 import type { Operator } from '../../admin/operator.ts';
 import type { Config } from '../../config.ts';
-import type { LoginService } from '../../domains/auth/login.service.ts';
+import type { LoginService } from '../../domains/auth/index.ts';
 
 export interface OperatorAccessDeps {
   config: Config;

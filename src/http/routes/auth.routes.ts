@@ -5,9 +5,14 @@ import fastifyFormbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { sendMessagePage } from '../../admin/layout.ts';
 import type { Config } from '../../config.ts';
-import { isToken, randomToken } from '../../domains/auth/auth-tokens.ts';
-import { LOGIN_STATE_TTL_MS, type LoginService, SESSION_ABSOLUTE_TTL_MS } from '../../domains/auth/login.service.ts';
-import { IssuerUnavailableError } from '../../domains/auth/oidc.client.ts';
+import {
+  IssuerUnavailableError,
+  isToken,
+  LOGIN_STATE_TTL_MS,
+  type LoginService,
+  randomToken,
+  SESSION_ABSOLUTE_TTL_MS,
+} from '../../domains/auth/index.ts';
 import { csrfMatches, loginCookieName, secureCookies, sessionCookieName } from '../plugins/operator-access.ts';
 
 export interface AuthRouteDeps {

@@ -2,8 +2,7 @@
 // strict Content-Security-Policy; an HTML 404 page for a slug that names no post.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Db } from '../../db/db.ts';
-import { POST_PAGE_CSP, renderNotFoundPage, renderPostPage } from '../../domains/blog/post-page.ts';
-import { findPostBySlug } from '../../domains/blog/posts.repository.ts';
+import { findPostBySlug, POST_PAGE_CSP, renderNotFoundPage, renderPostPage } from '../../domains/blog/index.ts';
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$/;
 

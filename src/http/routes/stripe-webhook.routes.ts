@@ -5,14 +5,14 @@ import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../../clock.ts';
 import type { Db } from '../../db/db.ts';
 import { pgSafeJson } from '../../db/pg-text.ts';
-import { createStripeApi } from '../../domains/credits/stripe-api.ts';
-import { TopupPendingError } from '../../domains/credits/stripe-money.ts';
 import {
+  createStripeApi,
   handleStripeEvent,
   keyMode,
   stripeEventSchema,
+  TopupPendingError,
   verifyStripeSignature,
-} from '../../domains/credits/stripe-webhook.ts';
+} from '../../domains/credits/index.ts';
 import { errorBody } from '../../errors.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import { keepRawBodies, rawBody } from '../plugins/raw-body.ts';

@@ -9,9 +9,9 @@ import {
   verifyHandshake,
   verifyWebhookSignature,
   WEBHOOK_BODY_LIMIT_BYTES,
+  WebhookIngestor,
   WebhookPayloadError,
-} from '../../domains/whatsapp/webhook.ts';
-import { WebhookIngestor } from '../../domains/whatsapp/webhook-ingestor.ts';
+} from '../../domains/whatsapp/index.ts';
 import { errorBody } from '../../errors.ts';
 import { type Metrics, metricsOff } from '../../observability/metrics.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
