@@ -45,6 +45,14 @@ module.exports = {
       to: { path: '^src/db/(pglite|postgres|open-database)\\.ts$' },
     },
     {
+      name: 'the-cli-loads-the-service-only-to-serve',
+      severity: 'error',
+      comment:
+        'Commands take their wiring from small modules (tasks/target.ts, cli/command-context.ts); only `serve` starts the service.',
+      from: { path: '^src/cli/', pathNot: '^src/cli/serve\\.command\\.ts$' },
+      to: { path: '^src/main\\.ts$', dependencyTypesNot: ['type-only'] },
+    },
+    {
       name: 'nothing-imports-the-entry-points',
       severity: 'error',
       from: { path: '^src/', pathNot: '^src/cli/' },

@@ -15,11 +15,12 @@ import { createTelemetry, type TelemetryExtras } from './observability/telemetry
 import { closeTaskServices, createTaskServices } from './services.ts';
 import { registry } from './task-registry.ts';
 import { type CloudClients, createCloudClients } from './tasks/cloud-clients.ts';
-import { type EnqueueTarget, TaskEnqueuer } from './tasks/enqueue.ts';
+import { TaskEnqueuer } from './tasks/enqueue.ts';
 import { OutboxRelay } from './tasks/outbox-relay.ts';
 import { createPushAuthenticator, GOOGLE_ISSUERS, GOOGLE_JWKS_URL } from './tasks/push-auth.ts';
 import { formatChanges, syncQueues } from './tasks/queue-sync.ts';
 import { syncSchedules } from './tasks/schedule-sync.ts';
+import { emulatorAddress, enqueueTarget } from './tasks/target.ts';
 import { TaskEvents } from './tasks/task-events.ts';
 
 export interface Service {
@@ -45,24 +46,6 @@ export interface StartOptions {
   clock?: Clock;
   /** Span processors and metric readers of a test's own, beside what the config exports to. */
   telemetry?: TelemetryExtras;
-}
-
-export function enqueueTarget(config: Config): EnqueueTarget {
-  return {
-    projectId: config.tasks.projectId,
-    location: config.tasks.location,
-    publicBaseUrl: config.tasks.pushBaseUrl,
-    invokerServiceAccount: config.tasks.invokerServiceAccount,
-    audience: config.tasks.oidcAudience,
-    auth: config.tasks.auth,
-    secret: config.tasks.secret,
-  };
-}
-
-/** Where the task backend is: Google, an emulator already running, or one this process starts. */
-export function emulatorAddress(config: Config): string | undefined {
-  if (config.tasks.backend === 'cloud') return undefined;
-  return config.tasks.emulatorHost ?? `127.0.0.1:${config.tasks.emulatorGrpcPort}`;
 }
 
 /** Who signs the tokens of pushed tasks: Google in cloud mode, an emulator locally. */

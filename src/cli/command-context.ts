@@ -11,8 +11,9 @@ import type { Service } from '../main.ts';
 import type { CloudClients } from '../tasks/cloud-clients.ts';
 import type { TaskEnqueuer } from '../tasks/enqueue.ts';
 import type { TaskRegistry } from '../tasks/registry.ts';
+import { emulatorAddress, enqueueTarget } from '../tasks/target.ts';
 import { CliError } from './cli-context.ts';
-import { checkTaskBackend, taskBackendAddress } from './task-backend-check.ts';
+import { checkTaskBackend } from './task-backend-check.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -63,7 +64,7 @@ export function localContext(config: Config, out: (text: string) => void): Comma
     },
     taskBackend() {
       clients ??= (async () => {
-        const emulator = taskBackendAddress(config);
+        const emulator = emulatorAddress(config);
         await checkTaskBackend(emulator);
         const { createCloudClients } = await import('../tasks/cloud-clients.ts');
         made = createCloudClients({ emulator, projectId: config.tasks.projectId });
@@ -74,9 +75,8 @@ export function localContext(config: Config, out: (text: string) => void): Comma
     enqueuer() {
       enqueuer ??= (async () => {
         const tasks = (await ctx.taskBackend()).tasks;
-        const [{ TaskEnqueuer }, { enqueueTarget }, { createLogger }] = await Promise.all([
+        const [{ TaskEnqueuer }, { createLogger }] = await Promise.all([
           import('../tasks/enqueue.ts'),
-          import('../main.ts'),
           import('../logger.ts'),
         ]);
         return new TaskEnqueuer({

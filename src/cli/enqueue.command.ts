@@ -1,8 +1,8 @@
 // `backend enqueue <task> <json> [--delay 30s]`: validates against the registry and enqueues one task.
 import type { Command } from 'commander';
+import { emulatorAddress } from '../tasks/target.ts';
 import { CliError } from './cli-context.ts';
 import { type ContextFactory, loadRegistry } from './command-context.ts';
-import { taskBackendAddress } from './task-backend-check.ts';
 
 export function enqueueCommand(program: Command, context: ContextFactory): void {
   program
@@ -42,7 +42,7 @@ export function enqueueCommand(program: Command, context: ContextFactory): void 
         .catch(async (err: { code?: number }) => {
           // UNAVAILABLE after the connection check passed: the backend went away meanwhile.
           if (err.code !== GRPC_UNAVAILABLE) throw err;
-          const where = taskBackendAddress(ctx.config) ?? 'Google Cloud Tasks';
+          const where = emulatorAddress(ctx.config) ?? 'Google Cloud Tasks';
           throw new CliError(
             `cannot reach the task backend at ${where}: is \`npm start\` (or \`npx backend emulator\`) running?`,
           );

@@ -22,7 +22,7 @@ export function syncCommands(program: Command, context: ContextFactory): void {
       const dryRun = options.dryRun ?? false;
       const clients = await ctx.taskBackend();
       const [{ enqueueTarget }, { formatChanges, syncQueues }] = await Promise.all([
-        import('../main.ts'),
+        import('../tasks/target.ts'),
         import('../tasks/queue-sync.ts'),
       ]);
       const parent = `projects/${ctx.config.tasks.projectId}/locations/${ctx.config.tasks.location}`;
@@ -45,7 +45,7 @@ export function syncCommands(program: Command, context: ContextFactory): void {
       const dryRun = options.dryRun ?? false;
       const clients = await ctx.taskBackend();
       const [{ enqueueTarget }, { formatChanges }, { syncSchedules }] = await Promise.all([
-        import('../main.ts'),
+        import('../tasks/target.ts'),
         import('../tasks/queue-sync.ts'),
         import('../tasks/schedule-sync.ts'),
       ]);

@@ -3,7 +3,6 @@
 // endpoint), given CHECK_TIMEOUT_MS. Without it the gRPC clients retry an absent server for about
 // 20 seconds and then print a page of errors; with it the command ends at once with one line.
 import { connect } from 'node:net';
-import type { Config } from '../config.ts';
 import { CliError } from './cli-context.ts';
 
 /** How long the connection may take before the backend counts as unreachable. */
@@ -14,16 +13,6 @@ const PROXY_VARIABLES = ['grpc_proxy', 'https_proxy', 'HTTPS_PROXY', 'http_proxy
 
 /** Where the official clients go when no emulator is configured. */
 export const GOOGLE_CLOUD_TASKS_ADDRESS = 'cloudtasks.googleapis.com:443';
-
-/**
- * The emulator's "host:port" (undefined: Google Cloud), by the rule of `emulatorAddress` in
- * src/main.ts, repeated here because that module loads the whole service, which takes longer than
- * the check may; test/integration/cli-ux.test.ts keeps the two equal.
- */
-export function taskBackendAddress(config: Config): string | undefined {
-  if (config.tasks.backend === 'cloud') return undefined;
-  return config.tasks.emulatorHost ?? `127.0.0.1:${config.tasks.emulatorGrpcPort}`;
-}
 
 /**
  * Resolves once something accepts a connection at the task backend's address; otherwise throws a

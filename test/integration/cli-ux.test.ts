@@ -7,9 +7,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, type TestContext, test } from 'node:test';
-import { taskBackendAddress } from '../../src/cli/task-backend-check.ts';
-import { loadConfig } from '../../src/config.ts';
-import { emulatorAddress } from '../../src/main.ts';
 import { registry } from '../../src/task-registry.ts';
 import { type CliResult, freePort, runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
 import { createTestDb, testDbKind } from '../helpers/test-db.ts';
@@ -113,23 +110,6 @@ describe('backend command line for a new user', { skip: testDbKind === 'postgres
     const typo = await runBackend(['enqueue', 'health.chek', '{}'], env);
     assert.equal(typo.code, 1);
     assert.match(typo.stderr, /^backend: No task named "health\.chek"\. Known tasks: .*health\.check.*\n$/);
-  });
-
-  test("the check's address is the service's: main.ts's rule, for each way of naming the backend", () => {
-    for (const env of [
-      {},
-      { EMULATOR_GRPC_PORT: '9123' },
-      { CLOUD_TASKS_EMULATOR_HOST: 'emulator.internal:8000' },
-      { TASKS_BACKEND: 'cloud', GOOGLE_CLOUD_PROJECT: 'p', TASK_PUSH_BASE_URL: 'https://x.example' },
-    ]) {
-      let config: ReturnType<typeof loadConfig>;
-      try {
-        config = loadConfig(env);
-      } catch {
-        continue; // a cloud configuration this repository requires more of: covered by the others
-      }
-      assert.equal(taskBackendAddress(config), emulatorAddress(config), JSON.stringify(env));
-    }
   });
 
   test("package.json's engines name Node 24 as the runtime and admit npm's own Node 20 and 22, which only launch it", () => {
