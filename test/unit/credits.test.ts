@@ -37,6 +37,40 @@ test('Stripe-Signature: valid, tampered, stale, at the tolerance edge, wrong sec
   assert.equal(verifyStripeSignature(body, header.replace('v1=', 'v0='), 'whsec_a', now).ok, false);
 });
 
+test('Stripe-Signature: each refusal names its check; rotation, spacing, other schemes and tolerance 0', () => {
+  const body = Buffer.from('{"id":"evt_1"}');
+  const now = 1_780_000_000_000;
+  const t = Math.floor(now / 1000);
+  const sig = signStripePayload(body, 'whsec_a', t).split('v1=')[1]!;
+  const other = signStripePayload(body, 'whsec_old', t).split('v1=')[1]!;
+  const check = (header: string | undefined, tolerance?: number) =>
+    verifyStripeSignature(body, header, 'whsec_a', now, tolerance);
+  const noMatch = { ok: false, reason: 'no v1 signature matches the payload' };
+  assert.deepEqual(check(undefined), { ok: false, reason: 'no Stripe-Signature header' });
+  assert.deepEqual(check(''), { ok: false, reason: 'no Stripe-Signature header' });
+  assert.deepEqual(check(`v1=${sig}`), { ok: false, reason: 'no timestamp in Stripe-Signature' });
+  // t must be all digits: neither a suffix nor a prefix makes one.
+  assert.deepEqual(check(`t=${t}x,v1=${sig}`), { ok: false, reason: 'no timestamp in Stripe-Signature' });
+  assert.deepEqual(check(`t=x${t},v1=${sig}`), { ok: false, reason: 'no timestamp in Stripe-Signature' });
+  assert.deepEqual(check(`t=${t}`), { ok: false, reason: 'no v1 signature in Stripe-Signature' });
+  assert.deepEqual(check(`t=${t},v0=${sig}`), { ok: false, reason: 'no v1 signature in Stripe-Signature' });
+  // Secret rotation: any one v1 matching is enough, whichever comes first.
+  assert.deepEqual(check(`t=${t},v1=${other},v1=${sig}`), { ok: true });
+  assert.deepEqual(check(`t=${t},v1=${sig},v1=${other}`), { ok: true });
+  // Another scheme's digits do not replace the timestamp.
+  assert.deepEqual(check(`t=${t},v1=${sig},v0=12345`), { ok: true });
+  // Spaces around names and values are ignored.
+  assert.deepEqual(check(` t = ${t} , v1 = ${sig} `), { ok: true });
+  // A v1 must be exactly 64 hex digits: trailing or leading junk refuses (never a thrown error).
+  assert.deepEqual(check(`t=${t},v1=${sig}zz`), noMatch);
+  assert.deepEqual(check(`t=${t},v1=zz${sig}`), noMatch);
+  assert.deepEqual(check(`t=${t},v1=${sig.slice(2)}`), noMatch);
+  // Stale: refused by default, accepted when the tolerance is 0 (the check is off).
+  const stale = signStripePayload(body, 'whsec_a', t - 3600);
+  assert.deepEqual(check(stale), { ok: false, reason: 'timestamp outside the tolerance zone' });
+  assert.deepEqual(check(stale, 0), { ok: true });
+});
+
 test('credits.monthly_grant is scheduled at 00:00 UTC on the 1st, on the credits queue', () => {
   const schedule = registry.schedules.find((s) => s.task === 'credits.monthly_grant');
   assert.ok(schedule);

@@ -99,6 +99,57 @@ test('X-Hub-Signature-256 over the raw bytes, and the GET handshake', () => {
   );
 });
 
+test('X-Hub-Signature-256 refusals: each malformed or wrong header is refused, with the check that failed', () => {
+  const body = Buffer.from('{"entry":[]}');
+  const good = signWebhook(body, 's3cret');
+  const refused = (header: string | undefined) => verifyWebhookSignature(body, header, 's3cret');
+  assert.deepEqual(refused(undefined), { ok: false, reason: 'no X-Hub-Signature-256 header' });
+  assert.deepEqual(refused(''), { ok: false, reason: 'no X-Hub-Signature-256 header' });
+  const malformed = { ok: false, reason: 'X-Hub-Signature-256 is not sha256=<64 hex digits>' };
+  // Anchored at both ends: nothing before the scheme, nothing after the 64 digits.
+  assert.deepEqual(refused(`x${good}`), malformed);
+  assert.deepEqual(refused(`${good}00`), malformed);
+  assert.deepEqual(refused(good.replace('sha256=', 'sha1=')), malformed);
+  assert.deepEqual(refused(good.slice(0, -2)), malformed);
+  // Surrounding whitespace (a proxy's folding) is not part of the value.
+  assert.deepEqual(refused(` ${good} `), { ok: true });
+  assert.deepEqual(refused(signWebhook(body, 'other')), {
+    ok: false,
+    reason: 'X-Hub-Signature-256 does not match the body',
+  });
+});
+
+test('the GET handshake refuses a wrong mode, a missing or oversized challenge and a wrong token', () => {
+  const query = (over: Record<string, unknown>) => ({
+    'hub.mode': 'subscribe',
+    'hub.verify_token': 'token',
+    'hub.challenge': '42',
+    ...over,
+  });
+  assert.deepEqual(verifyHandshake(query({}), undefined), { ok: false, reason: 'WHATSAPP_VERIFY_TOKEN is not set' });
+  assert.deepEqual(verifyHandshake(query({}), ''), { ok: false, reason: 'WHATSAPP_VERIFY_TOKEN is not set' });
+  assert.deepEqual(verifyHandshake(query({ 'hub.mode': 'unsubscribe' }), 'token'), {
+    ok: false,
+    reason: 'hub.mode is not subscribe',
+  });
+  const noChallenge = { ok: false, reason: 'hub.challenge is missing' };
+  assert.deepEqual(verifyHandshake(query({ 'hub.challenge': undefined }), 'token'), noChallenge);
+  assert.deepEqual(verifyHandshake(query({ 'hub.challenge': ['1', '2'] }), 'token'), noChallenge);
+  assert.deepEqual(verifyHandshake(query({ 'hub.challenge': '' }), 'token'), noChallenge);
+  assert.deepEqual(verifyHandshake(query({ 'hub.challenge': 'c'.repeat(513) }), 'token'), noChallenge);
+  assert.deepEqual(verifyHandshake(query({ 'hub.challenge': 'c'.repeat(512) }), 'token'), {
+    ok: true,
+    challenge: 'c'.repeat(512),
+  });
+  const wrongToken = { ok: false, reason: 'hub.verify_token does not match' };
+  // Same length, different bytes; another length (which timingSafeEqual alone would throw on);
+  // absent; not a string (a repeated query parameter).
+  assert.deepEqual(verifyHandshake(query({ 'hub.verify_token': 'tokeN' }), 'token'), wrongToken);
+  assert.deepEqual(verifyHandshake(query({ 'hub.verify_token': 'tok' }), 'token'), wrongToken);
+  assert.deepEqual(verifyHandshake(query({ 'hub.verify_token': undefined }), 'token'), wrongToken);
+  assert.deepEqual(verifyHandshake(query({ 'hub.verify_token': ['token'] }), 'token'), wrongToken);
+});
+
 test('the webhook schema: messages and statuses out, unknown fields ignored, malformed refused', () => {
   const json = JSON.parse(textWebhook([{ from: '15551234567', text: 'hi', wamid: 'wamid.A', name: 'Ana' }]));
   json.entry[0].changes[0].value.messages[0].brand_new_field = { x: 1 };

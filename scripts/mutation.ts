@@ -1,0 +1,128 @@
+// `npm run mutation [-- <module> ...]`: mutation testing (StrykerJS, command runner) of the modules
+// that guard money and access. Each module's guard functions are mutated one mutant at a time and
+// run against only that module's own test files (`node --test <files>` on PGlite), so a mutant
+// counts as killed only by the tests meant to catch it. Not a CI step: a module takes minutes to an
+// hour. Reports (HTML, JSON, and the incremental file that lets a re-run test only changed mutants)
+// go to reports/mutation/<module>.*; the score per module is printed at the end and recorded in
+// docs/testing.md ("Mutation testing").
+// MUTATION_CONCURRENCY (default 2) sets how many mutants run at once. MUTATION_INCREMENTAL=1 reuses
+// the last run's results for mutants whose code did not change; the command runner cannot tell
+// which tests changed, so after adding tests run without it.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Stryker } from '@stryker-mutator/core';
+import { migrate } from '../src/db/migrate.ts';
+import { dumpPgliteDataDir, openPglite } from '../src/db/pglite.ts';
+
+interface MutationModule {
+  /** Files (with line ranges: `file.ts:10-80`) whose code is mutated. */
+  mutate: string[];
+  /** The test files that must kill those mutants. */
+  tests: string[];
+}
+
+// Line ranges cover the guard functions only (not the helpers that build test fixtures or the
+// payload schemas next to them); keep them in step when the files move.
+export const MODULES: Record<string, MutationModule> = {
+  'push-auth': {
+    // The claim checks, the IAM-mode check, the secret check and the mode switch. The token cache
+    // (fromCache, verifyOidc's bookkeeping) is left out: 150 more mutants at ~15 s each.
+    mutate: ['src/tasks/push-auth.ts:115-124', 'src/tasks/push-auth.ts:195-248', 'src/tasks/push-auth.ts:274-277'],
+    tests: ['test/integration/push-auth.test.ts'],
+  },
+  'whatsapp-signature': {
+    // verifyWebhookSignature and verifyHandshake
+    mutate: ['src/domains/whatsapp/webhook.ts:16-50'],
+    tests: ['test/unit/whatsapp.test.ts'],
+  },
+  'stripe-signature': {
+    // verifyStripeSignature
+    mutate: ['src/domains/credits/stripe-webhook.ts:22-52'],
+    tests: ['test/unit/credits.test.ts'],
+  },
+  ssrf: {
+    // isPublicAddress, the filtering lookup, the connector's peer check, checkUrl and fetchPage
+    mutate: ['src/domains/scraper/safe-fetch.ts:141-346'],
+    tests: ['test/unit/scraper/safe-fetch.test.ts'],
+  },
+  outcome: {
+    mutate: ['src/tasks/outcome.ts'],
+    tests: ['test/unit/outcome.test.ts', 'test/integration/push-route.test.ts'],
+  },
+  credits: {
+    mutate: ['src/domains/credits/credits.service.ts'],
+    tests: ['test/unit/credits.test.ts', 'test/integration/credits.test.ts'],
+  },
+};
+
+const concurrency = Number(process.env.MUTATION_CONCURRENCY ?? '2');
+const selected = process.argv.slice(2);
+for (const name of selected) {
+  if (!MODULES[name]) {
+    console.error(`unknown module ${name}; known: ${Object.keys(MODULES).join(', ')}`);
+    process.exit(2);
+  }
+}
+const names = selected.length > 0 ? selected : Object.keys(MODULES);
+
+// The PGlite template, migrated once (as scripts/test.ts does), shared by every mutant's test run.
+const work = mkdtempSync(join(tmpdir(), 'backend-mutation-'));
+const scores: string[] = [];
+let failed = false;
+try {
+  const pglite = await openPglite({ dataDir: null });
+  await migrate(pglite);
+  const dump = join(work, 'pglite-template.tar');
+  writeFileSync(dump, Buffer.from(await (await dumpPgliteDataDir(pglite)).arrayBuffer()));
+  await pglite.close();
+  // The command runner hands its own environment to every test run.
+  Object.assign(process.env, { TEST_DB: 'pglite', TEST_PGLITE_TEMPLATE: dump, TEST_RUN_PID: String(process.pid) });
+  mkdirSync('reports/mutation', { recursive: true });
+
+  for (const name of names) {
+    const module = MODULES[name]!;
+    console.log(`\n▶ mutation testing: ${name} (${module.mutate.join(', ')})\n`);
+    const stryker = new Stryker({
+      testRunner: 'command',
+      commandRunner: {
+        command: [process.execPath, '--test', '--test-concurrency=1', '--test-timeout=120000', ...module.tests].join(
+          ' ',
+        ),
+      },
+      mutate: module.mutate,
+      plugins: [],
+      checkers: [],
+      coverageAnalysis: 'off',
+      concurrency,
+      // A mutant that hangs (a loop made endless, an await that never settles) times out: the
+      // unmutated run's duration x 1.5 + 60 s.
+      timeoutMS: 60_000,
+      timeoutFactor: 1.5,
+      incremental: process.env.MUTATION_INCREMENTAL === '1',
+      incrementalFile: `reports/mutation/${name}.incremental.json`,
+      reporters: ['progress', 'clear-text', 'html', 'json'],
+      htmlReporter: { fileName: `reports/mutation/${name}.html` },
+      jsonReporter: { fileName: `reports/mutation/${name}.json` },
+      clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
+      tempDirName: '.stryker-tmp',
+      cleanTempDir: true,
+      // The sandbox is a copy of the project: leave out what the tests never read.
+      ignorePatterns: ['.data', 'bench', 'docs', 'reports', 'coverage', 'test-results', '.ci', '*.log'],
+    });
+    const results = await stryker.runMutationTest();
+    const count = (...statuses: string[]) => results.filter((r) => statuses.includes(r.status)).length;
+    const detected = count('Killed', 'Timeout');
+    const undetected = count('Survived', 'NoCoverage');
+    const score = detected + undetected === 0 ? 100 : (100 * detected) / (detected + undetected);
+    scores.push(
+      `${name.padEnd(20)} ${score.toFixed(1).padStart(5)} %  killed ${count('Killed')}, timeout ${count('Timeout')}, ` +
+        `survived ${undetected}, errors ${count('CompileError', 'RuntimeError')}, ignored ${count('Ignored')}`,
+    );
+    if (score < 85) failed = true;
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(`\nMutation scores (goal: 85 % per module)\n${scores.join('\n')}`);
+process.exit(failed ? 1 : 0);
