@@ -1,7 +1,11 @@
 // Time for the emulator: the injectable clock, and conversions between milliseconds and the
 // protobuf Timestamp/Duration shapes the two transports carry.
 
-/** The emulator's only source of "now", so tests can make retries and schedules due. */
+/**
+ * The emulator's only source of "now", so tests can make retries and schedules due. It is the
+ * service's Clock port (src/clock.ts) under the emulator's name, declared here because the emulator
+ * imports nothing else from src/: any Clock, and the tests' TestClock, is an EmulatorClock.
+ */
 export interface EmulatorClock {
   /** Milliseconds since the Unix epoch. */
   now(): number;

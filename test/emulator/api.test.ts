@@ -4,16 +4,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CloudTasksClient } from '@google-cloud/tasks';
+import type { TestClock } from '../../src/clock.ts';
 import type { Emulator } from '../../src/emulator/index.ts';
-import {
-  type ManualClock,
-  PARENT,
-  rejection,
-  startTarget,
-  startTestEmulator,
-  TRANSPORTS,
-  tasksClient,
-} from './helpers.ts';
+import { PARENT, rejection, startTarget, startTestEmulator, TRANSPORTS, tasksClient } from './helpers.ts';
 
 const QUEUE_MISSING =
   'Queue does not exist. If you just created the queue, wait at least a minute for the queue to initialize.';
@@ -30,7 +23,7 @@ async function setup(
   t: { after: (fn: () => Promise<unknown>) => void },
   transport: 'grpc' | 'rest',
   options = {},
-): Promise<{ emulator: Emulator; clock: ManualClock; client: CloudTasksClient }> {
+): Promise<{ emulator: Emulator; clock: TestClock; client: CloudTasksClient }> {
   const { emulator, clock } = await startTestEmulator(options);
   const client = tasksClient(emulator, transport);
   t.after(() => Promise.all([client.close(), emulator.close()]));

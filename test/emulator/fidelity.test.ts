@@ -18,8 +18,9 @@ import {
   emulatorOptions,
   parseDuration,
 } from '../../src/cli/emulator.command.ts';
+import { TestClock } from '../../src/clock.ts';
 import { CLOUD_QUEUE_TOMBSTONE_MS, type Emulator, type LogLevel, startEmulator } from '../../src/emulator/index.ts';
-import { ManualClock, PARENT, rejection, startTarget, startTestEmulator, TRANSPORTS, tasksClient } from './helpers.ts';
+import { PARENT, rejection, startTarget, startTestEmulator, TRANSPORTS, tasksClient } from './helpers.ts';
 
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
@@ -445,7 +446,7 @@ describe('the command line', () => {
       '--task-tombstone',
       '10m',
     ]);
-    const clock = new ManualClock();
+    const clock = new TestClock();
     const start = () => startEmulator({ ...emulatorOptions(options), clock, autoDispatch: false });
     const emulator = await start();
     const client = tasksClient(emulator, 'grpc');

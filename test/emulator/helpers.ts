@@ -1,4 +1,4 @@
-// Shared by the emulator tests: an emulator on random ports driven by a manual clock, the official
+// Shared by the emulator tests: an emulator on random ports driven by a TestClock, the official
 // clients pointed at it over either transport, and a target server that records what arrives.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,9 +6,9 @@ import { CloudSchedulerClient } from '@google-cloud/scheduler';
 import { CloudTasksClient } from '@google-cloud/tasks';
 import { PassThroughClient } from 'google-auth-library';
 import * as gax from 'google-gax';
+import { TestClock } from '../../src/clock.ts';
 import {
   type Emulator,
-  type EmulatorClock,
   type EmulatorEventName,
   type EmulatorEvents,
   type EmulatorOptions,
@@ -23,28 +23,11 @@ export const START = Date.parse('2026-01-01T00:00:00.000Z');
 export type Transport = 'grpc' | 'rest';
 export const TRANSPORTS: Transport[] = ['grpc', 'rest'];
 
-/** A clock that moves only when told to. */
-export class ManualClock implements EmulatorClock {
-  #now: number;
-  constructor(start = START) {
-    this.#now = start;
-  }
-  now(): number {
-    return this.#now;
-  }
-  set(ms: number): void {
-    this.#now = ms;
-  }
-  advance(ms: number): void {
-    this.#now += ms;
-  }
-}
-
 export async function startTestEmulator(
   options: EmulatorOptions = {},
   start = START,
-): Promise<{ emulator: Emulator; clock: ManualClock }> {
-  const clock = new ManualClock(start);
+): Promise<{ emulator: Emulator; clock: TestClock }> {
+  const clock = new TestClock(start);
   const emulator = await startEmulator({ grpcPort: 0, httpPort: 0, autoDispatch: false, clock, ...options });
   return { emulator, clock };
 }

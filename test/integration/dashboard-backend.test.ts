@@ -10,6 +10,7 @@ import { CloudSchedulerClient } from '@google-cloud/scheduler';
 import { CloudTasksClient, v2beta3 } from '@google-cloud/tasks';
 import { PassThroughClient } from 'google-auth-library';
 import type { TaskBackend } from '../../src/admin/deps.ts';
+import type { TestClock } from '../../src/clock.ts';
 import { auditEvents } from '../../src/domains/audit/audit.repository.ts';
 import type { Emulator } from '../../src/emulator/index.ts';
 import { registry } from '../../src/task-registry.ts';
@@ -17,7 +18,7 @@ import { type CloudClients, createCloudClients } from '../../src/tasks/cloud-cli
 import { type EnqueueTarget, TaskEnqueuer } from '../../src/tasks/enqueue.ts';
 import { syncQueues } from '../../src/tasks/queue-sync.ts';
 import { JOB_PREFIX, syncSchedules } from '../../src/tasks/schedule-sync.ts';
-import { type ManualClock, START, startTarget, startTestEmulator, type Target } from '../emulator/helpers.ts';
+import { START, startTarget, startTestEmulator, type Target } from '../emulator/helpers.ts';
 import { type Browser, get, openDashboard, post } from '../helpers/admin-browser.ts';
 import { captureLogger } from '../helpers/capture-logger.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
@@ -33,7 +34,7 @@ const waiting = (r: string) => /data-tasks-waiting="([^"]+)"/.exec(r)?.[1];
 
 describe('dashboard: queues and schedules on the emulator', () => {
   let emulator: Emulator;
-  let clock: ManualClock;
+  let clock: TestClock;
   let target: Target;
   let clients: CloudClients;
   let app: TestApp;
