@@ -44,7 +44,7 @@ import type { Queryable } from '../src/db/db.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { openPostgres } from '../src/db/postgres.ts';
 import { createLogger } from '../src/logger.ts';
-import { createTaskServices } from '../src/services.ts';
+import { createTaskServices } from '../src/task-services.ts';
 import { defineTask, type Enqueue } from '../src/tasks/define-task.ts';
 import { createPushAuthenticator } from '../src/tasks/push-auth.ts';
 import { leaseMs } from '../src/tasks/push-route.ts';

@@ -7,12 +7,13 @@ import { createRequire } from 'node:module';
 import { type Clock, systemClock } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/db.ts';
+import type { Logger } from '../logger.ts';
 import type { Service } from '../main.ts';
 import type { CloudClients } from '../tasks/cloud-clients.ts';
 import type { TaskEnqueuer } from '../tasks/enqueue.ts';
 import type { TaskRegistry } from '../tasks/registry.ts';
 import { emulatorAddress, enqueueTarget } from '../tasks/target.ts';
-import { CliError } from './cli-context.ts';
+import { CliError } from './cli-errors.ts';
 import { checkTaskBackend } from './task-backend-check.ts';
 
 const require = createRequire(import.meta.url);
@@ -34,6 +35,15 @@ export interface CommandContext {
   taskBackend(): Promise<CloudClients>;
   enqueuer(): Promise<TaskEnqueuer>;
   close(): Promise<void>;
+}
+
+/** The config (validated) and a logger, for the commands that need no more (migrate, serve). */
+export async function configAndLogger(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ config: Config; logger: Logger }> {
+  const [{ loadConfig }, { createLogger }] = await Promise.all([import('../config.ts'), import('../logger.ts')]);
+  const config = loadConfig(env);
+  return { config, logger: createLogger({ level: config.log.level, format: config.log.format }) };
 }
 
 /** The data directory is held by a running `backend serve`: run the command there instead. */

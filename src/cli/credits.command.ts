@@ -2,7 +2,7 @@
 // account's ledger.
 import type { Command } from 'commander';
 import type { LedgerEntry } from '../domains/credits/reads.ts';
-import { CliError } from './cli-context.ts';
+import { CliError } from './cli-errors.ts';
 import type { ContextFactory } from './command-context.ts';
 
 export function creditsCommand(program: Command, context: ContextFactory): void {

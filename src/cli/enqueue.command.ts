@@ -1,7 +1,7 @@
 // `backend enqueue <task> <json> [--delay 30s]`: validates against the registry and enqueues one task.
 import type { Command } from 'commander';
 import { emulatorAddress } from '../tasks/target.ts';
-import { CliError } from './cli-context.ts';
+import { CliError } from './cli-errors.ts';
 import { type ContextFactory, loadRegistry } from './command-context.ts';
 
 export function enqueueCommand(program: Command, context: ContextFactory): void {

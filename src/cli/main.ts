@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import type { Config } from '../config.ts';
-import { reportError } from './cli-context.ts';
+import { reportError } from './cli-errors.ts';
 import type { CommandContext } from './command-context.ts';
 import { creditsCommand } from './credits.command.ts';
 import { emulatorCommand } from './emulator.command.ts';

@@ -1,13 +1,13 @@
 // `backend migrate`: applies pending migrations and exits (a deploy step).
 import type { Command } from 'commander';
-import { cliContext } from './cli-context.ts';
+import { configAndLogger } from './command-context.ts';
 
 export function migrateCommand(program: Command): void {
   program
     .command('migrate')
     .description('apply pending database migrations and exit')
     .action(async () => {
-      const { config } = await cliContext();
+      const { config } = await configAndLogger();
       const [{ databaseFor }, { migrate }, { describeDatabase, openDatabase }] = await Promise.all([
         import('../config.ts'),
         import('../db/migrate.ts'),

@@ -4,7 +4,7 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import type { OutboxEntry } from '../tasks/outbox.repository.ts';
-import { CliError } from './cli-context.ts';
+import { CliError } from './cli-errors.ts';
 import type { ContextFactory } from './command-context.ts';
 
 export function outboxCommand(program: Command, context: ContextFactory): void {

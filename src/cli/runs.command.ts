@@ -1,7 +1,7 @@
 // `backend runs list|show|replay`: inspect task runs and replay dead or failed ones.
 import type { Command } from 'commander';
 import type { RunStatus, TaskRun } from '../tasks/task-runs.repository.ts';
-import { CliError } from './cli-context.ts';
+import { CliError } from './cli-errors.ts';
 import type { ContextFactory } from './command-context.ts';
 
 const STATUSES = ['running', 'succeeded', 'failed', 'dead'];

@@ -1,8 +1,8 @@
 // `backend serve` (what `npm start` runs): the whole service in one process.
 import type { Command } from 'commander';
 import type { Service } from '../main.ts';
-import { cliContext } from './cli-context.ts';
 import type { CommandContext } from './command-context.ts';
+import { configAndLogger } from './command-context.ts';
 
 /** Runs a command line inside this process, with the service's context (given by cli/main.ts). */
 export type RunInService = (argv: string[], context: CommandContext, err: (text: string) => void) => Promise<number>;
@@ -12,7 +12,7 @@ export function serveCommand(program: Command, runInService: RunInService): void
     .command('serve')
     .description('start the HTTP service (migrates the database first)')
     .action(async () => {
-      const { config, logger } = await cliContext();
+      const { config, logger } = await configAndLogger();
       // Loaded on use, so `backend --help` and the other commands do not load the whole service.
       const { closeOnSignals, startService } = await import('../main.ts');
       const service = await startService(config, { logger });

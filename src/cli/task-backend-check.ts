@@ -3,7 +3,7 @@
 // endpoint), given CHECK_TIMEOUT_MS. Without it the gRPC clients retry an absent server for about
 // 20 seconds and then print a page of errors; with it the command ends at once with one line.
 import { connect } from 'node:net';
-import { CliError } from './cli-context.ts';
+import { CliError } from './cli-errors.ts';
 
 /** How long the connection may take before the backend counts as unreachable. */
 export const CHECK_TIMEOUT_MS = 2_000;

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import type { ConversationLine } from '../domains/whatsapp/reads.ts';
-import { CliError } from './cli-context.ts';
+import { CliError } from './cli-errors.ts';
 import type { ContextFactory } from './command-context.ts';
 
 export function whatsappCommand(program: Command, context: ContextFactory): void {

@@ -8,7 +8,7 @@ import { balanceOf, history } from '../../src/domains/credits/credits.service.ts
 import { parseWebhook, signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { WebhookIngestor } from '../../src/domains/whatsapp/webhook-ingestor.ts';
 import { recentMessages } from '../../src/domains/whatsapp/whatsapp.repository.ts';
-import { createTaskServices } from '../../src/services.ts';
+import { createTaskServices } from '../../src/task-services.ts';
 import type { Enqueue } from '../../src/tasks/define-task.ts';
 import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { push } from '../helpers/push.ts';

@@ -1,5 +1,5 @@
 // The credits service: intent-named operations over the ledger, used by the tasks, the Stripe
-// webhook, the CLI and (later) the WhatsApp and blog domains. Each operation takes a Queryable:
+// webhook, the CLI, the dashboard and the WhatsApp and blog domains. Each operation takes a Queryable:
 // inside a transaction (a task's tx) it runs there; given the Db, it opens its own transaction.
 // Every movement has a unique idempotency key, so a repeated call is answered "duplicate" and
 // changes nothing; a debit the balance cannot cover is refused and changes nothing.

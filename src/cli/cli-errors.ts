@@ -1,7 +1,5 @@
-// What every command shares: the validated config, a logger, and errors that become exit codes.
-// Nothing heavy is imported here: `--help` and `--version` load this file too.
-import type { Config } from '../config.ts';
-import type { Logger } from '../logger.ts';
+// The command line's errors: CliError (a failure the user can act on, with its exit code) and how
+// any error is printed. Nothing heavy is imported here: `--help` and `--version` load this file too.
 
 /** A failure the user can act on: printed as one line, exit code 1 (2 for bad usage). */
 export class CliError extends Error {
@@ -11,17 +9,6 @@ export class CliError extends Error {
     this.name = 'CliError';
     this.exitCode = exitCode;
   }
-}
-
-export interface CliContext {
-  config: Config;
-  logger: Logger;
-}
-
-export async function cliContext(env: NodeJS.ProcessEnv = process.env): Promise<CliContext> {
-  const [{ loadConfig }, { createLogger }] = await Promise.all([import('../config.ts'), import('../logger.ts')]);
-  const config = loadConfig(env);
-  return { config, logger: createLogger({ level: config.log.level, format: config.log.format }) };
 }
 
 /** Prints an error the way a person wants to read it, and returns the exit code. */
