@@ -63,7 +63,9 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
   const config = withLocalSecrets(rawConfig);
   const clock = options.clock ?? systemClock;
   const cleanup: Array<() => Promise<unknown>> = [];
-  const db = await openDatabase(databaseFor(config));
+  const db = await openDatabase(databaseFor(config), {
+    onIdleClientError: (err) => logger.warn({ err }, 'an idle database connection failed; the pool opens a new one'),
+  });
   cleanup.push(() => db.close());
   try {
     // Closed after the HTTP server (the last spans are sent) and before the database.

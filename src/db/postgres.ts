@@ -15,6 +15,8 @@ export interface PostgresOptions {
   /** How long to wait for a connection before the call fails as unavailable. (Default: 5000 ms) */
   connectionTimeoutMs?: number;
   applicationName?: string;
+  /** Told when an idle pooled connection loses its server (the service logs it at warn). */
+  onIdleClientError?: (err: Error) => void;
 }
 
 /** A connection failure, server shutdown or pool timeout: the call can succeed later (see unavailable.ts). */
@@ -39,8 +41,9 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
   // An idle client that loses its server emits here; without a listener the process would crash.
   // pg-pool has already dropped that client, and it drops any client whose socket failed while
   // lent out (released with an error, or no longer queryable): a new call opens a new connection,
-  // so the pool recovers by itself once the server is back, with no restart.
-  pool.on('error', () => {});
+  // so the pool recovers by itself once the server is back, with no restart. Nothing is lost, so
+  // the error is only reported (a warning in the service's log), never thrown.
+  pool.on('error', (err) => options.onIdleClientError?.(err));
   const script = async (c: pg.Pool | pg.PoolClient, sql: string) => {
     try {
       await c.query(sql); // simple protocol: several statements allowed, one result per statement
