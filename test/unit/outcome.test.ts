@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DatabaseUnavailableError } from '../../src/errors.ts';
-import { classifyFailure, responseFor } from '../../src/tasks/outcome.ts';
+import { DatabaseUnavailableError, errorBody } from '../../src/errors.ts';
+import { classifyFailure, DATABASE_RETRY_AFTER_SECONDS, responseFor } from '../../src/tasks/outcome.ts';
 import { NonRetryableError, RetryAfterError } from '../../src/tasks/task-errors.ts';
 
 const now = new Date('2026-03-01T12:00:00Z');
@@ -56,5 +56,99 @@ describe('how a handler error ends its attempt', () => {
       assert.equal(c.status, 'dead');
       assert.match(c.message, /last allowed attempt/);
     }
+  });
+});
+
+describe('the whole answer, body included (what the log and the dashboard read)', () => {
+  test('each outcome: status, headers and body', () => {
+    assert.deepEqual(responseFor({ kind: 'succeeded', runId: 7, attempt: 2, result: { x: 1 } }, now), {
+      status: 200,
+      headers: { 'x-task-outcome': 'succeeded' },
+      body: { outcome: 'succeeded', runId: 7, attempt: 2 },
+    });
+    assert.deepEqual(responseFor({ kind: 'duplicate', runId: 7, status: 'dead' }, now), {
+      status: 200,
+      headers: { 'x-task-outcome': 'duplicate' },
+      body: { outcome: 'duplicate', runId: 7, status: 'dead' },
+    });
+    assert.deepEqual(responseFor({ kind: 'busy', runId: 7, leaseExpiresAt: new Date(now.getTime() + 1) }, now), {
+      status: 409,
+      headers: { 'x-task-outcome': 'busy', 'retry-after': '1' },
+      body: errorBody('TASK_BUSY', 'Run 7 is being executed by another delivery.'),
+    });
+    // A lease already past still asks for one second, never zero or less.
+    assert.equal(
+      responseFor({ kind: 'busy', runId: 7, leaseExpiresAt: new Date(now.getTime() - 5000) }, now).headers[
+        'retry-after'
+      ],
+      '1',
+    );
+    assert.equal(
+      responseFor({ kind: 'busy', runId: 7, leaseExpiresAt: new Date(now.getTime() + 2001) }, now).headers[
+        'retry-after'
+      ],
+      '3',
+    );
+    assert.deepEqual(responseFor({ kind: 'dead', runId: 7, error: 'bad input' }, now), {
+      status: 200,
+      headers: { 'x-task-outcome': 'dead' },
+      body: { outcome: 'dead', runId: 7, error: 'bad input' },
+    });
+    assert.deepEqual(responseFor({ kind: 'dead', runId: undefined, error: 'unknown task' }, now).body, {
+      outcome: 'dead',
+      runId: null,
+      error: 'unknown task',
+    });
+    assert.deepEqual(
+      responseFor({ kind: 'retry', runId: 7, error: 'later', retryAfterSeconds: 0, code: 'TASK_RETRY_LATER' }, now),
+      {
+        status: 503,
+        headers: { 'x-task-outcome': 'retry', 'retry-after': '0' },
+        body: errorBody('TASK_RETRY_LATER', 'later'),
+      },
+    );
+    assert.deepEqual(responseFor({ kind: 'retry', runId: 7, error: 'boom', code: 'TASK_FAILED' }, now), {
+      status: 500,
+      headers: { 'x-task-outcome': 'retry' },
+      body: errorBody('TASK_FAILED', 'boom'),
+    });
+  });
+
+  test('classifyFailure: the message, the code and the wait, for each kind of error', () => {
+    assert.deepEqual(classifyFailure(new NonRetryableError('no'), false), {
+      status: 'dead',
+      message: 'no',
+      code: 'TASK_FAILED',
+    });
+    assert.deepEqual(classifyFailure(new NonRetryableError('no'), true), {
+      status: 'dead',
+      message: 'no',
+      code: 'TASK_FAILED',
+    });
+    assert.deepEqual(classifyFailure(new Error('x'), true), {
+      status: 'dead',
+      message: 'x (last allowed attempt)',
+      code: 'TASK_FAILED',
+    });
+    assert.deepEqual(classifyFailure('a string', false), {
+      status: 'failed',
+      message: 'a string',
+      code: 'TASK_FAILED',
+    });
+    const later = new RetryAfterError(4);
+    assert.deepEqual(classifyFailure(later, false), {
+      status: 'failed',
+      message: later.message,
+      retryAfterSeconds: 4,
+      code: 'TASK_RETRY_LATER',
+    });
+    const down = new DatabaseUnavailableError(new Error('ECONNREFUSED'));
+    assert.deepEqual(classifyFailure(down, false), {
+      status: 'failed',
+      message: down.message,
+      retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+      code: 'DATABASE_UNAVAILABLE',
+    });
+    assert.equal(DATABASE_RETRY_AFTER_SECONDS, 10);
   });
 });
