@@ -3,6 +3,8 @@
 // how the Authorization header is read, and which credential wins in oidc-or-secret. The RS256
 // path against a JWKS is test/integration/push-auth.test.ts.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { TestClock } from '../../src/clock.ts';
 import type { TasksAuthMode } from '../../src/config.ts';
@@ -202,4 +204,38 @@ test('oidc: a token verified against the JWKS names the method and the invoker',
     method: 'oidc',
     subject: INVOKER_TEST,
   });
+});
+
+test("oidc: jose's refusals become named reasons (no iat, exp missing, key set invalid or unreachable)", async (ctx) => {
+  const issuer = await startTestIssuer({ audience: AUDIENCE, nowSeconds: () => Math.floor(clock.now() / 1000) });
+  ctx.after(() => issuer.close());
+  const nowS = Math.floor(clock.now() / 1000);
+  const oidc = (jwksUrl: string) =>
+    createPushAuthenticator({
+      mode: 'oidc',
+      audience: AUDIENCE,
+      invokerEmail: INVOKER_TEST,
+      issuers: [issuer.issuer],
+      jwksUrl,
+      clock,
+    });
+  const auth = oidc(issuer.jwksUrl);
+  const reasonFor = async (claims: Record<string, unknown>) =>
+    reasonOf(await auth.authenticate(bearer(await issuer.token(claims))));
+  // jose names the claim: iat (required here) and nbf are the token's start.
+  assert.equal(await reasonFor({ iat: undefined }), 'not-yet-valid');
+  assert.equal(await reasonFor({ nbf: nowS + 3600 }), 'not-yet-valid');
+  assert.equal(await reasonFor({ exp: undefined }), 'token-malformed');
+  assert.equal(await reasonFor({ exp: nowS - 3600 }), 'expired');
+
+  // A key set that is not one, and one that cannot be reached: the keys are unavailable, not the
+  // token malformed (Cloud Tasks retries a 401 either way; the log line must say which).
+  const server = createServer((_req, res) => res.setHeader('content-type', 'application/json').end('{"keys":"no"}'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  ctx.after(() => server.close());
+  const { port } = server.address() as AddressInfo;
+  const token = await issuer.token();
+  assert.equal(reasonOf(await oidc(`http://127.0.0.1:${port}/certs`).authenticate(bearer(token))), 'jwks-unavailable');
+  const closed = await oidc('http://127.0.0.1:9/certs').authenticate(bearer(token));
+  assert.equal(reasonOf(closed), 'jwks-unavailable');
 });
