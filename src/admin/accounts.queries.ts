@@ -152,7 +152,10 @@ export async function unmatchedPayments(
   return r.rows;
 }
 
-/** The accounts pages' list queries on representative inputs, for EXPLAIN in the benchmark. */
+/**
+ * The accounts pages' list queries on representative inputs, for EXPLAIN in the benchmark.
+ * @public bench/dashboard.bench.ts imports every src/admin/*.queries.ts by file name.
+ */
 export const EXPLAIN_CASES: ExplainCase[] = [
   { name: 'accounts: newest first', sql: ACCOUNTS_PAGE, params: [null, 51] },
   { name: 'accounts: next page (cursor)', sql: ACCOUNTS_PAGE, params: [500, 51] },

@@ -56,6 +56,10 @@ export async function postsPage(
   }));
 }
 
+/**
+ * The posts pages' list queries, for EXPLAIN in the benchmark.
+ * @public bench/dashboard.bench.ts imports every src/admin/*.queries.ts by file name.
+ */
 export const EXPLAIN_CASES: ExplainCase[] = [
   { name: 'posts: newest first', sql: POSTS_PAGE, params: [null, 51] },
   { name: 'posts: next page (cursor)', sql: POSTS_PAGE, params: [1_000, 51] },

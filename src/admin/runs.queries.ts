@@ -193,7 +193,10 @@ export function explainCases(now: Date, sampleTask: string): ExplainCase[] {
   ];
 }
 
-/** For the benchmark, with a fixed "now" and a task that exists in its data. */
+/**
+ * For the benchmark, with a fixed "now" and a task that exists in its data.
+ * @public bench/dashboard.bench.ts imports every src/admin/*.queries.ts by file name.
+ */
 export const EXPLAIN_CASES: ExplainCase[] = explainCases(new Date(), 'whatsapp.process_message');
 
 export async function queryRows<T>(q: Queryable, query: { sql: string; params: unknown[] }): Promise<T[]> {

@@ -59,7 +59,10 @@ export async function conversationPage(
   }));
 }
 
-/** The WhatsApp page's own list queries, for EXPLAIN in the benchmark. */
+/**
+ * The WhatsApp page's own list queries, for EXPLAIN in the benchmark.
+ * @public bench/dashboard.bench.ts imports every src/admin/*.queries.ts by file name.
+ */
 export const EXPLAIN_CASES: ExplainCase[] = [
   { name: 'whatsapp: contact of an account', sql: CONTACT_BY_ACCOUNT, params: [1] },
   { name: 'whatsapp: one conversation, newest first', sql: CONVERSATION_PAGE, params: [1, 1, null, 101] },

@@ -34,11 +34,6 @@ export function parseJobName(name: string): { parent: string; id: string } | und
   return m ? { parent: m[1]!, id: m[2]! } : undefined;
 }
 
-/** The last path segment: the short queue, task or job ID sent in dispatch headers. */
-export function shortId(name: string): string {
-  return name.slice(name.lastIndexOf('/') + 1);
-}
-
 /**
  * The project named by a malformed parent, for Cloud Tasks' "Permission denied on resource project X."
  * (recorded with parent "not-a-valid-parent" ⇒ X = "not-a-valid-parent").

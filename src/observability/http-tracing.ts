@@ -9,14 +9,9 @@ import { traceBindings } from '../logger.ts';
 import { otel } from './otel-api.ts';
 import { contextFromHeaders, logTraceOf, type SpanStarter } from './trace-context.ts';
 
-const { context, INVALID_SPAN_CONTEXT, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } = otel;
+const { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } = otel;
 
 const spans = new WeakMap<IncomingMessage, Span>();
-
-/** The span of a request being served (a non-recording one if tracing never saw it). */
-export function requestSpan(raw: IncomingMessage): Span {
-  return spans.get(raw) ?? trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
-}
 
 /** Fastify's childLoggerFactory: starts the request's span and binds its ids to the request's logger. */
 export function tracedChildLoggers(tracer: SpanStarter, projectId: string) {

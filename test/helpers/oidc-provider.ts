@@ -82,6 +82,3 @@ export async function startOidcProvider(options: { port?: number; user?: OidcUse
     },
   };
 }
-
-/** The same as startOidcProvider: start({ port? }) → { issuerUrl, setNextUser, close }. */
-export const start = startOidcProvider;

@@ -44,5 +44,3 @@ export const writtenPostSchema = z.object({
   summary: z.string().trim().min(1).max(POST_LIMITS.summaryMax),
   markdown: z.string().trim().min(POST_LIMITS.markdownMin).max(POST_LIMITS.markdownMax),
 });
-
-export type WrittenPostContent = z.infer<typeof writtenPostSchema>;

@@ -28,8 +28,6 @@ export const topupPayload = z
     error: 'exactly one of paymentIntentId and checkoutSessionId is required',
   });
 
-export type TopupPayload = z.infer<typeof topupPayload>;
-
 export const topupTask = defineTask({
   name: 'credits.topup',
   queue: 'credits',

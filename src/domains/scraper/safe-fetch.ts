@@ -1,7 +1,7 @@
 // Fetches a user-supplied URL without letting it reach private networks (SSRF), for too long, or
 // for too many bytes; decodes the page with its declared or sniffed charset. The rules, and why
 // they are checked on the connected socket: ARCHITECTURE.md ("SSRF is checked where the socket
-// connects") and the README's Posts section.
+// connects") and docs/posts.md.
 import dns from 'node:dns';
 import net from 'node:net';
 import { decodeBuffer } from 'encoding-sniffer';
