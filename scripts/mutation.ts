@@ -67,8 +67,15 @@ export const MODULES: Record<string, MutationModule> = {
     mutate: ['src/tasks/push-route.ts:53-94', 'src/tasks/push-route.ts:347-417'],
     tests: ['test/integration/push-auth-before-body.test.ts', 'test/integration/push-route.test.ts'],
   },
+  'task-runs': {
+    // The claim and finish statements and the code that builds their parameters and reads their rows.
+    mutate: ['src/tasks/task-runs.repository.ts:60-126', 'src/tasks/task-runs.repository.ts:216-340'],
+    tests: ['test/integration/push-route.test.ts', 'test/integration/push-batch.test.ts'],
+  },
   credits: {
-    mutate: ['src/domains/credits/credits.service.ts'],
+    // move (every ledger entry, its idempotency key and the balance check) and the holds
+    // (reserve, settle, release, adjust): what changes a balance.
+    mutate: ['src/domains/credits/credits.service.ts:84-156', 'src/domains/credits/credits.service.ts:238-341'],
     tests: ['test/unit/credits.test.ts', 'test/integration/credits.test.ts'],
   },
 };

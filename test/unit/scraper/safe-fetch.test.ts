@@ -614,3 +614,14 @@ test('default options refuse a non-standard port before anything else', async ()
   await refusal(f.fetch(server.origin), 'port_not_allowed');
   assert.equal(server.connections, 0);
 });
+
+test('an IPv4-mapped IPv6 address is judged as the IPv4 address it carries', () => {
+  assert.equal(isPublicAddress('::ffff:8.8.8.8'), true);
+  assert.equal(isPublicAddress('::ffff:127.0.0.1'), false);
+  assert.equal(isPublicAddress('::ffff:10.0.0.1'), false);
+});
+
+test('without a port in the URL, the scheme’s own port (80, 443) must be allowed', async () => {
+  await refusal(fetcher({ allowedPorts: [443] }).fetch('http://public.example/'), 'port_not_allowed');
+  await refusal(fetcher({ allowedPorts: [80] }).fetch('https://public.example/'), 'port_not_allowed');
+});
