@@ -15,6 +15,7 @@ import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts'
 import { defineTask } from '../../src/tasks/define-task.ts';
 import { createRegistry } from '../../src/tasks/registry.ts';
 import { gate, push } from '../helpers/push.ts';
+import { sessionEvent } from '../helpers/stripe-events.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
 
@@ -161,22 +162,7 @@ describe(`a database outage (${testDbKind})`, {
     });
   };
   const stripe = (id: string) => {
-    const body = JSON.stringify({
-      id,
-      object: 'event',
-      type: 'checkout.session.completed',
-      livemode: false,
-      data: {
-        object: {
-          id: `cs_${id}`,
-          object: 'checkout.session',
-          payment_status: 'paid',
-          client_reference_id: String(accountId),
-          payment_intent: `pi_${id}`,
-          metadata: { credits: '50' },
-        },
-      },
-    });
+    const body = JSON.stringify(sessionEvent(id, accountId));
     const signature = signStripePayload(body, STRIPE_SECRET, Math.floor(t.clock.now() / 1000));
     return t.app.inject({
       method: 'POST',

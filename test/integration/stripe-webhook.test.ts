@@ -5,30 +5,11 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import Stripe from 'stripe';
 import { balanceOf, createAccount } from '../../src/domains/credits/credits.service.ts';
 import { push } from '../helpers/push.ts';
+import { sessionEvent } from '../helpers/stripe-events.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
 
 const SECRET = 'whsec_test_secret_for_the_webhook_route';
-
-function sessionEvent(id: string, accountId: number | string, extra: Record<string, unknown> = {}) {
-  return {
-    id,
-    object: 'event',
-    type: 'checkout.session.completed',
-    livemode: false,
-    data: {
-      object: {
-        id: `cs_${id}`,
-        object: 'checkout.session',
-        payment_status: 'paid',
-        client_reference_id: String(accountId),
-        payment_intent: `pi_${id}`,
-        metadata: { credits: '50' },
-        ...extra,
-      },
-    },
-  };
-}
 
 describe(`POST /webhooks/stripe (${testDbKind})`, () => {
   let t: TestApp;
