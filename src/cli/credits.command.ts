@@ -67,7 +67,7 @@ export function creditsCommand(program: Command, context: ContextFactory): void 
         [
           String(e.id).padStart(6),
           e.createdAt.toISOString().replace('T', ' ').slice(0, 19),
-          e.kind.padEnd(13),
+          e.kind.padEnd(16),
           `${e.amount > 0 ? '+' : ''}${e.amount}`.padStart(8),
           String(e.balanceAfter).padStart(8),
           ` ${e.idempotencyKey}${e.sourceRef ? `  (${e.sourceRef})` : ''}`,
@@ -76,7 +76,7 @@ export function creditsCommand(program: Command, context: ContextFactory): void 
       ctx.out(
         [
           `account ${accountId}: balance ${balance}`,
-          `    ID CREATED (UTC)        KIND            AMOUNT  BALANCE  KEY (SOURCE)`,
+          `    ID CREATED (UTC)        KIND               AMOUNT  BALANCE  KEY (SOURCE)`,
           ...lines,
         ].join('\n'),
       );

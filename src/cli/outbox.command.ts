@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { OutboxEntry } from '../tasks/outbox.repository.ts';
 import { CliError } from './cli-errors.ts';
 import type { ContextFactory } from './command-context.ts';
+import { table, truncate } from './format.ts';
 
 export function outboxCommand(program: Command, context: ContextFactory): void {
   const outbox = program
@@ -41,7 +42,7 @@ export function outboxCommand(program: Command, context: ContextFactory): void {
         );
         return;
       }
-      const table = formatTable(
+      const listing = table(
         ['ID', 'TASK', 'QUEUE', 'STATE', 'ATTEMPTS', 'AGE', 'LAST ERROR'],
         rows.map((r) => [
           String(r.id),
@@ -55,7 +56,7 @@ export function outboxCommand(program: Command, context: ContextFactory): void {
       );
       const shown =
         rows.length < (options.parked ? counts.parked : counts.waiting) ? `, the oldest ${rows.length} shown` : '';
-      ctx.out(`${plural(counts.waiting, 'row')} waiting, ${counts.parked} parked${shown}\n${table}`);
+      ctx.out(`${plural(counts.waiting, 'row')} waiting, ${counts.parked} parked${shown}\n${listing}`);
       if (counts.parked > 0) {
         ctx.out('parked rows: `backend outbox resend <id…>` once the cause is fixed, or `backend outbox drop <id…>`');
       }
@@ -232,14 +233,3 @@ function age(ms: number): string {
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const listIds = (word: string, ids: number[]) => `${word}${ids.length === 1 ? '' : 's'} ${ids.join(', ')}`;
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
-const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
-
-function formatTable(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
-}

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { RunStatus, TaskRun } from '../tasks/task-runs.repository.ts';
 import { CliError } from './cli-errors.ts';
 import type { ContextFactory } from './command-context.ts';
+import { table, truncate } from './format.ts';
 
 const STATUSES = ['running', 'succeeded', 'failed', 'dead'];
 
@@ -98,16 +99,4 @@ function runJson(r: TaskRun) {
 function parseId(id: string): number {
   if (!/^\d+$/.test(id)) throw new CliError(`run id must be a number, got "${id}"`, 2);
   return Number(id);
-}
-
-const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
-
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
 }
