@@ -15,7 +15,6 @@ import { startRestServer } from './rest-server.ts';
 import { type EmulatorClock, systemClock } from './time.ts';
 
 export { backoffDelayMs } from './backoff.ts';
-export { CLOUD_QUEUE_TOMBSTONE_MS } from './cloud-tasks.ts';
 export type { LogFn, LogLevel } from './context.ts';
 export type {
   EmulatorEventName,
@@ -27,6 +26,7 @@ export type {
 } from './events.ts';
 export { EmulatorEmitter } from './events.ts';
 export type { EmulatorClock } from './time.ts';
+export { CLOUD_QUEUE_TOMBSTONE_MS } from './tombstones.ts';
 
 export const DEFAULT_GRPC_PORT = 8123;
 export const DEFAULT_HTTP_PORT = 8124;
