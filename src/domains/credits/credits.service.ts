@@ -5,30 +5,9 @@
 // changes nothing; a debit the balance cannot cover is refused and changes nothing.
 import { randomUUID } from 'node:crypto';
 import type { Queryable, Tx } from '../../db/db.ts';
-import * as sql from './credits.repository.ts';
+import { accounts, creditHolds, creditLedger, type LedgerEntry, type LedgerKind } from './credits.repository.ts';
 
-export type LedgerKind =
-  | 'signup_grant'
-  | 'monthly_grant'
-  | 'topup'
-  | 'charge'
-  | 'refund'
-  | 'adjustment'
-  // Credits following money back to the customer (stripe-money.ts): a refund, a dispute, a won dispute.
-  | 'refund_clawback'
-  | 'dispute_clawback'
-  | 'dispute_reversal';
-
-export interface LedgerEntry {
-  id: number;
-  accountId: number;
-  amount: number;
-  kind: LedgerKind;
-  idempotencyKey: string;
-  sourceRef: string | null;
-  balanceAfter: number;
-  createdAt: Date;
-}
+export type { LedgerEntry, LedgerKind } from './credits.repository.ts';
 
 /** applied: this call wrote the entry; otherwise the key had been used and nothing changed. */
 export interface Movement {
@@ -58,28 +37,6 @@ export class InsufficientCreditsError extends Error {
   }
 }
 
-interface EntryRow {
-  id: number;
-  account_id: number;
-  amount: number;
-  kind: LedgerKind;
-  idempotency_key: string;
-  source_ref: string | null;
-  balance_after: number;
-  created_at: Date;
-}
-
-const toEntry = (r: EntryRow): LedgerEntry => ({
-  id: Number(r.id),
-  accountId: Number(r.account_id),
-  amount: Number(r.amount),
-  kind: r.kind,
-  idempotencyKey: r.idempotency_key,
-  sourceRef: r.source_ref,
-  balanceAfter: Number(r.balance_after),
-  createdAt: new Date(r.created_at),
-});
-
 /** Runs fn in q's transaction when q is one, else in a new transaction of q (a Db). */
 export async function inTransaction<T>(q: Queryable, fn: (tx: Queryable) => Promise<T>): Promise<T> {
   if ((q as Partial<Tx>).inTransaction) return fn(q);
@@ -105,33 +62,31 @@ export async function move(q: Queryable, input: MoveInput): Promise<Movement> {
   }
   return inTransaction(q, async (tx) => {
     const at = input.at ?? new Date();
-    const locked = await tx.query<{ balance: number }>(sql.LOCK_ACCOUNT, [input.accountId]);
-    const row = locked.rows[0];
-    if (!row) throw new UnknownAccountError(input.accountId);
-    const balance = Number(row.balance);
+    const balance = await accounts.lock(tx, input.accountId);
+    if (balance === undefined) throw new UnknownAccountError(input.accountId);
     const after = balance + input.amount;
     if (after < 0) {
       // A repeat of a debit that was applied when the balance covered it is still a duplicate.
-      const existing = await entryByKey(tx, input.key);
+      const existing = await creditLedger.byKey(tx, input.key);
       if (existing) return duplicate(existing, input, balance);
       throw new InsufficientCreditsError(input.accountId, balance, -input.amount);
     }
-    const inserted = await tx.query<{ id: number }>(sql.INSERT_LEDGER_ENTRY, [
-      input.accountId,
-      input.amount,
-      input.kind,
-      input.key,
-      input.sourceRef ?? null,
-      after,
+    const entryId = await creditLedger.insert(tx, {
+      accountId: input.accountId,
+      amount: input.amount,
+      kind: input.kind,
+      key: input.key,
+      sourceRef: input.sourceRef ?? null,
+      balanceAfter: after,
       at,
-    ]);
-    if (inserted.rowCount === 0) {
-      const existing = await entryByKey(tx, input.key);
+    });
+    if (entryId === undefined) {
+      const existing = await creditLedger.byKey(tx, input.key);
       if (!existing) throw new Error(`credits: ledger key ${input.key} conflicted but cannot be read`);
       return duplicate(existing, input, balance);
     }
-    await tx.query(sql.UPDATE_BALANCE, [input.accountId, input.amount, at]);
-    return { applied: true, entryId: Number(inserted.rows[0]!.id), balance: after };
+    await accounts.addToBalance(tx, input.accountId, input.amount, at);
+    return { applied: true, entryId, balance: after };
   });
 }
 
@@ -143,11 +98,6 @@ function duplicate(existing: LedgerEntry, input: MoveInput, balance: number): Mo
     );
   }
   return { applied: false, entryId: existing.id, balance };
-}
-
-async function entryByKey(q: Queryable, key: string): Promise<LedgerEntry | undefined> {
-  const r = await q.query<EntryRow>(sql.SELECT_ENTRY_BY_KEY, [key]);
-  return r.rows[0] ? toEntry(r.rows[0]) : undefined;
 }
 
 const positive = (n: number, what: string) => {
@@ -163,12 +113,11 @@ export interface NewAccount {
 
 /** Creates an account with a zero balance; grantSignup gives it its first credits. */
 export async function createAccount(q: Queryable, input: NewAccount = {}): Promise<number> {
-  const r = await q.query<{ id: number }>(sql.INSERT_ACCOUNT, [
-    input.plan ?? null,
-    input.monthlyCredits ?? 0,
-    input.at ?? new Date(),
-  ]);
-  return Number(r.rows[0]!.id);
+  return accounts.insert(q, {
+    plan: input.plan ?? null,
+    monthlyCredits: input.monthlyCredits ?? 0,
+    at: input.at ?? new Date(),
+  });
 }
 
 /** The sign-up grant: once per account, whatever the number of calls. 0 credits: nothing. */
@@ -274,7 +223,8 @@ export function reserve(q: Queryable, input: ChargeInput): Promise<Movement> {
       sourceRef: input.ref,
       at,
     });
-    if (movement.applied) await tx.query(sql.INSERT_HOLD, [input.ref, input.accountId, credits, at]);
+    if (movement.applied)
+      await creditHolds.insert(tx, { ref: input.ref, accountId: input.accountId, amount: credits, at });
     return movement;
   });
 }
@@ -306,15 +256,13 @@ async function closeHold(
     throw new RangeError(`credits: used must be a non-negative integer, got ${used}`);
   }
   return inTransaction(q, async (tx) => {
-    const found = await tx.query<{ account_id: number }>(sql.SELECT_HOLD, [ref]);
-    const hold = found.rows[0];
+    const hold = await creditHolds.find(tx, ref);
     if (!hold) return { closed: false, refunded: 0 };
-    const accountId = Number(hold.account_id);
+    const accountId = hold.accountId;
     // The account first, as for every other movement: one lock order, no deadlock.
-    await tx.query(sql.LOCK_ACCOUNT, [accountId]);
-    const closed = await tx.query<{ amount: number }>(sql.CLOSE_HOLD, [ref, state, at]);
-    if (closed.rowCount === 0) return { closed: false, refunded: 0 };
-    const amount = Number(closed.rows[0]!.amount);
+    await accounts.lock(tx, accountId);
+    const amount = await creditHolds.close(tx, ref, state, at);
+    if (amount === undefined) return { closed: false, refunded: 0 };
     const refunded = state === 'released' ? amount : Math.max(0, amount - Math.min(amount, used ?? amount));
     if (refunded > 0) {
       await move(tx, { accountId, amount: refunded, kind: 'refund', key: `${state}:${ref}`, sourceRef: ref, at });
@@ -341,18 +289,15 @@ export function adjust(
 
 /** The state of a reservation: held, settled, released; undefined when none was made. */
 export async function holdState(q: Queryable, ref: string): Promise<'held' | 'settled' | 'released' | undefined> {
-  const r = await q.query<{ state: 'held' | 'settled' | 'released' }>(sql.SELECT_HOLD, [ref]);
-  return r.rows[0]?.state;
+  return (await creditHolds.find(q, ref))?.state;
 }
 
 /** The cached balance; undefined for an unknown account. */
 export async function balanceOf(q: Queryable, accountId: number): Promise<number | undefined> {
-  const r = await q.query<{ balance: number }>(sql.SELECT_BALANCE, [accountId]);
-  return r.rows[0] ? Number(r.rows[0].balance) : undefined;
+  return accounts.balance(q, accountId);
 }
 
 /** An account's movements, newest first. */
 export async function history(q: Queryable, accountId: number, limit = 50): Promise<LedgerEntry[]> {
-  const r = await q.query<EntryRow>(sql.SELECT_HISTORY, [accountId, limit]);
-  return r.rows.map(toEntry);
+  return creditLedger.history(q, accountId, limit);
 }

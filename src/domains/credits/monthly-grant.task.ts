@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { Queryable } from '../../db/db.ts';
 import { defineTask } from '../../tasks/define-task.ts';
-import * as sql from './credits.repository.ts';
+import { accounts } from './credits.repository.ts';
 import { grantMonthly, inTransaction } from './credits.service.ts';
 
 export interface MonthlyGrantSettings {
@@ -60,20 +60,17 @@ export const monthlyGrantTask = defineTask({
 });
 
 async function grantBatch(tx: Queryable, month: string, cursor: number, limit: number, nowMs: number) {
-  const r = await tx.query<{ id: number; plan: string; monthly_credits: number }>(sql.SELECT_PLAN_ACCOUNTS, [
-    cursor,
-    limit,
-  ]);
+  const batch = await accounts.onPlanAfter(tx, cursor, limit);
   let granted = 0;
-  for (const a of r.rows) {
+  for (const a of batch) {
     const m = await grantMonthly(tx, {
-      accountId: Number(a.id),
-      credits: Number(a.monthly_credits),
+      accountId: a.id,
+      credits: a.monthlyCredits,
       month,
       plan: a.plan,
       at: new Date(nowMs),
     });
     if (m.applied) granted++;
   }
-  return { accounts: r.rows.length, granted, lastId: r.rows.length ? Number(r.rows.at(-1)!.id) : cursor };
+  return { accounts: batch.length, granted, lastId: batch.length ? batch.at(-1)!.id : cursor };
 }

@@ -11,7 +11,7 @@
 //   row claimed in stripe_clawbacks under the account's lock, and its ledger entry is keyed by the
 //   same ref; a redelivered event, or another event telling the same refund, changes nothing.
 import type { Queryable } from '../../db/db.ts';
-import * as sql from './credits.repository.ts';
+import { accounts, creditLedger, stripeClawbacks, stripePayments } from './credits.repository.ts';
 import { move } from './credits.service.ts';
 
 /** The key of a payment: the payment intent when known, else the checkout session. */
@@ -47,32 +47,15 @@ export type MoneyResult =
   | { kind: 'duplicate'; ref: string }
   | { kind: 'no_payment'; reason: string };
 
-interface PaymentRow {
-  payment_key: string;
-  account_id: number;
-  credits: number;
-  amount: number;
-  currency: string | null;
-}
-
 /** The payment a charge or dispute names by its payment intent, or why there is none to act on. */
 async function paymentOf(
   tx: Queryable,
   paymentIntentId: string | undefined,
 ): Promise<StripePayment | { reason: string }> {
   if (!paymentIntentId) return { reason: 'no payment_intent on the object' };
-  const r = await tx.query<PaymentRow>(sql.SELECT_STRIPE_PAYMENT_BY_INTENT, [paymentIntentId]);
-  const row = r.rows[0];
-  if (!row) return { reason: `payment ${paymentIntentId} was not credited by this service` };
-  const payment = {
-    paymentKey: row.payment_key,
-    accountId: Number(row.account_id),
-    credits: Number(row.credits),
-    amount: Number(row.amount),
-    currency: row.currency,
-  };
-  const applied = await tx.query(sql.SELECT_ENTRY_BY_KEY, [payment.paymentKey]);
-  if (applied.rows.length === 0) throw new TopupPendingError(payment.paymentKey);
+  const payment = await stripePayments.byIntent(tx, paymentIntentId);
+  if (!payment) return { reason: `payment ${paymentIntentId} was not credited by this service` };
+  if (!(await creditLedger.byKey(tx, payment.paymentKey))) throw new TopupPendingError(payment.paymentKey);
   return payment;
 }
 
@@ -84,8 +67,7 @@ interface Accounted {
 }
 
 async function accounted(tx: Queryable, paymentKey: string): Promise<Accounted> {
-  const r = await tx.query<{ kind: string; due: number }>(sql.SUM_CLAWBACKS_BY_KIND, [paymentKey]);
-  const by = new Map(r.rows.map((row) => [row.kind, Number(row.due)]));
+  const by = await stripeClawbacks.dueByKind(tx, paymentKey);
   const refunds = by.get('refund') ?? 0;
   return { refunds, total: refunds + (by.get('dispute') ?? 0) - (by.get('dispute_won') ?? 0) };
 }
@@ -109,25 +91,24 @@ interface Claim {
 
 /** Under the account's lock: claims the ref once, takes what the balance allows, records the rest. */
 async function takeBack(tx: Queryable, payment: StripePayment, c: Claim): Promise<MoneyResult> {
-  const locked = await tx.query<{ balance: number }>(sql.LOCK_ACCOUNT, [payment.accountId]);
-  const balance = Number(locked.rows[0]?.balance ?? 0);
-  if ((await tx.query(sql.SELECT_CLAWBACK, [c.ref])).rows.length > 0) return { kind: 'duplicate', ref: c.ref };
+  const balance = (await accounts.lock(tx, payment.accountId)) ?? 0;
+  if (await stripeClawbacks.find(tx, c.ref)) return { kind: 'duplicate', ref: c.ref };
   const due = Math.max(0, c.due(await accounted(tx, payment.paymentKey)));
   // Never below zero: take what the balance covers; the rest is a shortfall for an operator.
   const moved = Math.min(due, balance);
   const shortfall = due - moved;
-  const claimed = await tx.query(sql.INSERT_CLAWBACK, [
-    c.ref,
-    payment.paymentKey,
-    c.kind,
-    c.money,
-    due,
-    moved,
+  const claimed = await stripeClawbacks.insert(tx, {
+    ref: c.ref,
+    paymentKey: payment.paymentKey,
+    kind: c.kind,
+    money: c.money,
+    creditsDue: due,
+    creditsMoved: moved,
     shortfall,
-    c.eventId,
-    c.at,
-  ]);
-  if (claimed.rowCount === 0) return { kind: 'duplicate', ref: c.ref };
+    eventId: c.eventId,
+    at: c.at,
+  });
+  if (!claimed) return { kind: 'duplicate', ref: c.ref };
   if (moved > 0) {
     await move(tx, {
       accountId: payment.accountId,
@@ -207,26 +188,24 @@ export async function closeDispute(tx: Queryable, input: DisputeInput & { status
   if (opened.kind === 'no_payment' || !DISPUTE_WON.has(input.status)) return opened;
   const payment = await paymentOf(tx, input.paymentIntentId);
   if ('reason' in payment) return { kind: 'no_payment', reason: payment.reason };
-  await tx.query(sql.LOCK_ACCOUNT, [payment.accountId]);
+  await accounts.lock(tx, payment.accountId);
   const ref = `dispute_won:${input.disputeId}`;
-  const dispute = await tx.query<{ credits_due: number; credits_moved: number }>(sql.SELECT_CLAWBACK, [
-    `dispute:${input.disputeId}`,
-  ]);
-  const taken = Number(dispute.rows[0]?.credits_moved ?? 0);
-  const due = Number(dispute.rows[0]?.credits_due ?? 0);
-  const claimed = await tx.query(sql.INSERT_CLAWBACK, [
+  const dispute = await stripeClawbacks.find(tx, `dispute:${input.disputeId}`);
+  const taken = dispute?.creditsMoved ?? 0;
+  const due = dispute?.creditsDue ?? 0;
+  const claimed = await stripeClawbacks.insert(tx, {
     ref,
-    payment.paymentKey,
-    'dispute_won',
-    input.amount,
-    due,
-    taken,
-    0,
-    input.eventId,
-    input.at,
-  ]);
-  if (claimed.rowCount === 0) return { kind: 'duplicate', ref };
-  await tx.query(sql.CLEAR_CLAWBACK_SHORTFALL, [`dispute:${input.disputeId}`]);
+    paymentKey: payment.paymentKey,
+    kind: 'dispute_won',
+    money: input.amount,
+    creditsDue: due,
+    creditsMoved: taken,
+    shortfall: 0,
+    eventId: input.eventId,
+    at: input.at,
+  });
+  if (!claimed) return { kind: 'duplicate', ref };
+  await stripeClawbacks.clearShortfall(tx, `dispute:${input.disputeId}`);
   if (taken > 0) {
     await move(tx, {
       accountId: payment.accountId,

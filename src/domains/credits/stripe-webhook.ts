@@ -4,7 +4,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { Db, Queryable } from '../../db/db.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
-import * as sql from './credits.repository.ts';
+import { stripeEvents, stripePayments, stripeUnmatchedPayments } from './credits.repository.ts';
 import { balanceOf } from './credits.service.ts';
 import { applyDispute, applyRefund, closeDispute, type MoneyResult, paymentKey } from './stripe-money.ts';
 
@@ -284,22 +284,26 @@ export async function handleStripeEvent(
   const mismatch =
     options.keyMode !== undefined && MONEY_EVENTS.has(event.type) && event.livemode !== (options.keyMode === 'live');
   if (!mismatch && action.kind === 'topup' && action.checkoutSessionId && options.api) {
-    const seen = await db.query(sql.SELECT_STRIPE_EVENT, [event.id]);
-    if (seen.rows.length === 0) action = await countUnits(options.api, action);
+    if (!(await stripeEvents.seen(db, event.id))) action = await countUnits(options.api, action);
   }
   return db.transaction(async (tx) => {
-    const fresh = await tx.query(sql.INSERT_STRIPE_EVENT, [event.id, event.type, event.livemode, at]);
-    if (fresh.rowCount === 0) return { outcome: 'duplicate' };
+    const fresh = await stripeEvents.insert(tx, {
+      eventId: event.id,
+      type: event.type,
+      livemode: event.livemode,
+      receivedAt: at,
+    });
+    if (!fresh) return { outcome: 'duplicate' };
     const object = event.data.object;
     const keep = (objectId: string, clientReferenceId: string | null, reason: string) =>
-      tx.query(sql.INSERT_UNMATCHED_PAYMENT, [
-        event.id,
+      stripeUnmatchedPayments.insert(tx, {
+        eventId: event.id,
         objectId,
         clientReferenceId,
         reason,
-        JSON.stringify(object),
+        payload: object,
         at,
-      ]);
+      });
     let result: StripeEventOutcome;
     if (mismatch) {
       const reason = `a ${event.livemode ? 'live' : 'test'} mode event, and the configured key is a ${options.keyMode} key`;
@@ -313,17 +317,17 @@ export async function handleStripeEvent(
       const payment = action.paymentIntentId
         ? { paymentIntentId: action.paymentIntentId }
         : { checkoutSessionId: action.checkoutSessionId! };
-      await tx.query(sql.INSERT_STRIPE_PAYMENT, [
-        paymentKey(action),
-        action.accountId,
-        action.paymentIntentId ?? null,
-        action.checkoutSessionId ?? null,
-        action.credits,
-        action.amount ?? 0,
-        action.currency ?? null,
-        event.livemode,
+      await stripePayments.insert(tx, {
+        paymentKey: paymentKey(action),
+        accountId: action.accountId,
+        paymentIntentId: action.paymentIntentId ?? null,
+        checkoutSessionId: action.checkoutSessionId ?? null,
+        credits: action.credits,
+        amount: action.amount ?? 0,
+        currency: action.currency ?? null,
+        livemode: event.livemode,
         at,
-      ]);
+      });
       await enqueue('credits.topup', { accountId: action.accountId, credits: action.credits, ...payment }, { tx });
       result = { outcome: 'topup_enqueued', detail: paymentKey(action) };
     } else if (action.kind === 'ignore') {
@@ -340,7 +344,7 @@ export async function handleStripeEvent(
       await keep(unmatched.objectId, unmatched.clientReferenceId, unmatched.reason);
       result = { outcome: 'unmatched', detail: unmatched.reason };
     }
-    await tx.query(sql.MARK_STRIPE_EVENT_PROCESSED, [event.id, at]);
+    await stripeEvents.markProcessed(tx, event.id, at);
     return result;
   });
 }
