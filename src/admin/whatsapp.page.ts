@@ -3,7 +3,7 @@
 // conversation; every message with its direction, status and Meta's error. The recent messages and
 // the outbox are the repository's queries, the same the CLI prints.
 import type { FastifyInstance } from 'fastify';
-import { type ConversationLine, offlineOutbox, recentMessages } from '../domains/whatsapp/index.ts';
+import { type ConversationLine, whatsappMessages } from '../domains/whatsapp/index.ts';
 import type { DashboardDeps } from './deps.ts';
 import { html, type SafeHtml } from './html.ts';
 import { sendPage } from './layout.ts';
@@ -110,8 +110,8 @@ ${shown.length === 0 ? html`<p class="muted">No messages.</p>` : ''}
     }
 
     const [recent, outbox] = await Promise.all([
-      recentMessages(deps.db, { limit: RECENT_MESSAGES }),
-      offlineOutbox(deps.db, 50),
+      whatsappMessages.recent(deps.db, { limit: RECENT_MESSAGES }),
+      whatsappMessages.offlineOutbox(deps.db, 50),
     ]);
     const conversations = groupByContact(recent);
     return sendPage(reply, {

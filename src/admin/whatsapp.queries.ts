@@ -1,7 +1,7 @@
 // The SQL of the dashboard's WhatsApp page that the repository does not already have: one
 // contact's conversation, newest first, in keyset pages on whatsapp_messages_contact_idx. The
-// recent messages and the offline outbox are the repository's own queries (recentMessages,
-// offlineOutbox), the ones `backend whatsapp conversations|outbox` prints.
+// recent messages and the offline outbox are the repository's own queries (whatsappMessages.recent
+// and .offlineOutbox), the ones `backend whatsapp conversations|outbox` prints.
 import type { Queryable } from '../db/db.ts';
 import type { ConversationLine } from '../domains/whatsapp/index.ts';
 import type { ExplainCase } from './explain.ts';

@@ -18,8 +18,11 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
     .action(async (options: { user?: string; limit: string; json?: boolean }) => {
       const limit = parseLimit(options.limit);
       const ctx = context();
-      const { recentMessages } = await import('../domains/whatsapp/reads.ts');
-      const lines = await recentMessages(await ctx.db(), { limit, ...(options.user ? { user: options.user } : {}) });
+      const { whatsappMessages } = await import('../domains/whatsapp/reads.ts');
+      const lines = await whatsappMessages.recent(await ctx.db(), {
+        limit,
+        ...(options.user ? { user: options.user } : {}),
+      });
       if (options.json) {
         if (lines.length > 0) ctx.out(lines.map((l) => JSON.stringify(l)).join('\n'));
         return;
@@ -35,8 +38,8 @@ export function whatsappCommand(program: Command, context: ContextFactory): void
     .action(async (options: { limit: string; json?: boolean }) => {
       const limit = parseLimit(options.limit);
       const ctx = context();
-      const { offlineOutbox } = await import('../domains/whatsapp/reads.ts');
-      const lines = await offlineOutbox(await ctx.db(), limit);
+      const { whatsappMessages } = await import('../domains/whatsapp/reads.ts');
+      const lines = await whatsappMessages.offlineOutbox(await ctx.db(), limit);
       if (options.json) {
         if (lines.length > 0) ctx.out(lines.map((l) => JSON.stringify(l)).join('\n'));
         return;

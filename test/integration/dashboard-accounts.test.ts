@@ -6,17 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { auditEvents } from '../../src/domains/audit/audit.repository.ts';
-import { insertPost } from '../../src/domains/blog/posts.repository.ts';
+import { posts } from '../../src/domains/blog/posts.repository.ts';
 import { adjust, balanceOf, createAccount, grantSignup, history } from '../../src/domains/credits/credits.service.ts';
 import { handleStripeEvent } from '../../src/domains/credits/stripe-webhook.ts';
-import {
-  claimOutbound,
-  insertContact,
-  insertInbound,
-  markFailed,
-  markOffline,
-  markProcessed,
-} from '../../src/domains/whatsapp/whatsapp.repository.ts';
+import { whatsappContacts, whatsappMessages } from '../../src/domains/whatsapp/whatsapp.repository.ts';
 import type { Enqueue } from '../../src/tasks/define-task.ts';
 import { type Browser, get, openDashboard, post } from '../helpers/admin-browser.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
@@ -50,7 +43,13 @@ describe('dashboard: accounts, WhatsApp and posts', () => {
     // 55 accounts (more than a page); the last one gets a contact, a hostile name and 60 entries.
     for (let i = 0; i < 55; i++) await createAccount(app.db, { at });
     rich = await createAccount(app.db, { plan: 'monthly', monthlyCredits: 100, at });
-    await insertContact(app.db, { accountId: rich, phone: '15550001234', bsuid: 'US.9988776655', name: HOSTILE, at });
+    await whatsappContacts.insert(app.db, {
+      accountId: rich,
+      phone: '15550001234',
+      bsuid: 'US.9988776655',
+      name: HOSTILE,
+      at,
+    });
     await grantSignup(app.db, rich, 10, at);
     for (let i = 1; i <= 60; i++) {
       await adjust(app.db, {
@@ -243,7 +242,7 @@ describe('dashboard: accounts, WhatsApp and posts', () => {
 
   test('WhatsApp: recent conversations with each message status and error, the offline outbox, one conversation', async () => {
     const account = await createAccount(app.db, { at });
-    const contact = await insertContact(app.db, {
+    const contact = await whatsappContacts.insert(app.db, {
       accountId: account,
       phone: '4915112345678',
       bsuid: null,
@@ -251,7 +250,7 @@ describe('dashboard: accounts, WhatsApp and posts', () => {
       at,
     });
     assert.ok(contact);
-    await insertInbound(app.db, [
+    await whatsappMessages.insertInbound(app.db, [
       {
         wamid: 'wamid.in1',
         waUser: '4915112345678',
@@ -263,23 +262,23 @@ describe('dashboard: accounts, WhatsApp and posts', () => {
         at,
       },
     ]);
-    await markProcessed(app.db, 'wamid.in1', contact.id, at);
-    const offline = await claimOutbound(app.db, {
+    await whatsappMessages.markProcessed(app.db, 'wamid.in1', contact.id, at);
+    const offline = await whatsappMessages.claimOutbound(app.db, {
       sendKey: 'reply:wamid.in1',
       to: '4915112345678',
       body: 'Here is help',
       phoneNumberId: 'pn1',
       at,
     });
-    await markOffline(app.db, offline.id, { to: '4915112345678' }, at);
-    const failed = await claimOutbound(app.db, {
+    await whatsappMessages.markOffline(app.db, offline.id, { to: '4915112345678' }, at);
+    const failed = await whatsappMessages.claimOutbound(app.db, {
       sendKey: 'reply:wamid.in2',
       to: '4915112345678',
       body: 'Late reply',
       phoneNumberId: 'pn1',
       at,
     });
-    await markFailed(
+    await whatsappMessages.markFailed(
       app.db,
       failed.id,
       { message: 'Re-engagement message', httpStatus: 400, code: 131047, details: `outside the window ${HOSTILE}` },
@@ -335,7 +334,7 @@ describe('dashboard: accounts, WhatsApp and posts', () => {
       credits: 1,
       createdAt: at,
     };
-    await insertPost(app.db, {
+    await posts.insert(app.db, {
       ...base,
       requestId: 'wamid.p1',
       slug: 'tides-explained',
@@ -348,7 +347,7 @@ describe('dashboard: accounts, WhatsApp and posts', () => {
       completionTokens: 800,
       costMicros: 4500,
     });
-    await insertPost(app.db, {
+    await posts.insert(app.db, {
       ...base,
       requestId: 'wamid.p2',
       slug: 'hostile-post',

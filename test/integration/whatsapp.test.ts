@@ -7,7 +7,7 @@ import type { Db } from '../../src/db/db.ts';
 import { balanceOf, history } from '../../src/domains/credits/credits.service.ts';
 import { parseWebhook, signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { WebhookIngestor } from '../../src/domains/whatsapp/webhook-ingestor.ts';
-import { recentMessages } from '../../src/domains/whatsapp/whatsapp.repository.ts';
+import { whatsappMessages } from '../../src/domains/whatsapp/whatsapp.repository.ts';
 import { createTaskServices } from '../../src/task-services.ts';
 import type { Enqueue } from '../../src/tasks/define-task.ts';
 import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
@@ -457,7 +457,7 @@ describe(`WhatsApp webhook and tasks (${testDbKind})`, () => {
     await post(statuses([{ status: 'delivered' }], early));
     await post(statuses([{ status: 'failed', errors: [{ code: 131026, title: 'Message undeliverable' }] }], sentId));
     assert.equal(await statusOf(key), 'failed');
-    const lines = await recentMessages(t.db, { user: '15550005001', limit: 5 });
+    const lines = await whatsappMessages.recent(t.db, { user: '15550005001', limit: 5 });
     assert.equal(lines[0]!.status, 'failed');
     assert.deepEqual(lines[0]!.error, [{ code: 131026, title: 'Message undeliverable' }]);
   });

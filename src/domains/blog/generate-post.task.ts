@@ -20,9 +20,9 @@ import {
   reserve,
   settle,
 } from '../credits/index.ts';
-import { findPage } from '../scraper/index.ts';
+import { scrapedPages } from '../scraper/index.ts';
 import { enqueueReply } from '../whatsapp/index.ts';
-import { findPostByRequest, insertPost, type StoredPost } from './posts.repository.ts';
+import { posts, type StoredPost } from './posts.repository.ts';
 import { renderMarkdown } from './render-markdown.ts';
 import { uniqueSlug } from './slug.ts';
 import { type PostSource, type PostWriter, writtenPostSchema } from './writer.ts';
@@ -120,13 +120,13 @@ export const generatePostTask = defineTask({
     const p = ctx.payload;
     const { writer, postCost, publicBaseUrl } = ctx.services.blog;
     const at = () => new Date(ctx.clock.now());
-    const done = await findPostByRequest(ctx.db, p.requestId);
+    const done = await posts.findByRequest(ctx.db, p.requestId);
     if (done) return { slug: done.slug, duplicate: true };
 
     let source: PostSource;
     let pageId: number | null = null;
     if (p.pageId !== undefined) {
-      const page = await findPage(ctx.db, p.pageId);
+      const page = await scrapedPages.find(ctx.db, p.pageId);
       if (!page) throw new NonRetryableError(`no scraped page ${p.pageId}`);
       pageId = page.id;
       source = {
@@ -198,7 +198,7 @@ export const generatePostTask = defineTask({
     const slug = uniqueSlug(content.title, p.requestId);
     try {
       return await inTransaction(ctx.db, async (tx) => {
-        const { post } = await insertPost(tx, {
+        const { post } = await posts.insert(tx, {
           requestId: p.requestId,
           slug,
           accountId: p.accountId,

@@ -4,4 +4,4 @@ export { postHoldOwner } from './generate-post.task.ts';
 export { createLlmWriter } from './llm-writer.ts';
 export { createOfflineWriter } from './offline-writer.ts';
 export { POST_PAGE_CSP, renderNotFoundPage, renderPostPage } from './post-page.ts';
-export { findPostBySlug } from './posts.repository.ts';
+export { posts } from './posts.repository.ts';

@@ -10,7 +10,7 @@ import { defineTask, type TaskContext } from '../../tasks/define-task.ts';
 import { NonRetryableError } from '../../tasks/task-errors.ts';
 import { enqueueReply } from '../whatsapp/index.ts';
 import { ExtractionError, extractArticle } from './extract.ts';
-import { insertPage, recentPage, type StoredPage } from './pages.repository.ts';
+import { type StoredPage, scrapedPages } from './pages.repository.ts';
 import { FetchRefusedError, type SafeFetcher } from './safe-fetch.ts';
 
 export interface ScraperServices {
@@ -73,7 +73,7 @@ async function scrapeAndHandOver(ctx: TaskContext<z.output<typeof scrapePagePayl
   const p = ctx.payload;
   const { fetcher, reuseWithinMs } = ctx.services.scraper;
   const now = ctx.clock.now();
-  let page = await recentPage(ctx.db, p.url, new Date(now - reuseWithinMs));
+  let page = await scrapedPages.recent(ctx.db, p.url, new Date(now - reuseWithinMs));
   const reused = page !== undefined;
   page ??= await fetchAndStore(ctx.db, fetcher, p.url, new Date(now), ctx.signal);
   ctx.log.info(
@@ -97,7 +97,7 @@ async function scrapeAndHandOver(ctx: TaskContext<z.output<typeof scrapePagePayl
 }
 
 async function fetchAndStore(
-  db: Parameters<typeof insertPage>[0],
+  db: Parameters<typeof scrapedPages.insert>[0],
   fetcher: SafeFetcher,
   url: string,
   at: Date,
@@ -105,7 +105,7 @@ async function fetchAndStore(
 ): Promise<StoredPage> {
   const fetched = await fetcher.fetch(url, { signal });
   const article = extractArticle(fetched.html, fetched.finalUrl);
-  return insertPage(db, {
+  return scrapedPages.insert(db, {
     url,
     finalUrl: fetched.finalUrl,
     httpStatus: fetched.status,

@@ -22,15 +22,7 @@ import type { Queryable } from '../../db/db.ts';
 import type { Logger } from '../../logger.ts';
 import { RetryAfterError } from '../../tasks/task-errors.ts';
 import { createAccount, grantSignup } from '../credits/index.ts';
-import {
-  type Contact,
-  contactByAnyId,
-  contactFormerlyHolding,
-  contactOfAccount,
-  contactsHolding,
-  insertContact,
-  setContactId,
-} from './whatsapp.repository.ts';
+import { type Contact, whatsappContacts } from './whatsapp.repository.ts';
 
 /** A BSUID: an ISO 3166 alpha-2 country code, a period, up to 128 letters and digits (`US.ENT.…` for a parent BSUID). */
 const BSUID = /^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$/;
@@ -132,14 +124,15 @@ export async function resolveContact(
   sender: Sender,
   options: ResolveOptions,
 ): Promise<Resolved | undefined> {
-  const { byBsuid, byPhone } = await contactsHolding(tx, sender);
+  const { byBsuid, byPhone } = await whatsappContacts.holding(tx, sender);
   // A BSUID nobody holds now may be one a contact left behind (a webhook delivered late).
-  const formerOwner = sender.bsuid && !byBsuid ? await contactFormerlyHolding(tx, sender.bsuid, 'bsuid') : undefined;
+  const formerOwner =
+    sender.bsuid && !byBsuid ? await whatsappContacts.formerlyHolding(tx, sender.bsuid, 'bsuid') : undefined;
   const contact = byBsuid ?? byPhone ?? formerOwner;
   if (!contact) {
     if (!options.create) return undefined;
     const accountId = await createAccount(tx, { at: options.at });
-    const inserted = await insertContact(tx, { accountId, ...sender, at: options.at });
+    const inserted = await whatsappContacts.insert(tx, { accountId, ...sender, at: options.at });
     if (!inserted) {
       // The same user's other first message committed its contact meanwhile: roll this back
       // (account included) and run again, which finds it.
@@ -151,7 +144,7 @@ export async function resolveContact(
   if (contact !== formerOwner) {
     // A current message: what it names that the contact lacks becomes the contact's.
     if (sender.bsuid && contact.bsuid !== sender.bsuid && !formerOwner) {
-      await setContactId(tx, contact, 'bsuid', sender.bsuid, options.at);
+      await whatsappContacts.setId(tx, contact, 'bsuid', sender.bsuid, options.at);
     }
     if (sender.phone && contact.phone !== sender.phone) {
       if (byPhone && byPhone.id !== contact.id) {
@@ -160,7 +153,7 @@ export async function resolveContact(
           'whatsapp identity clash: this BSUID and this phone number belong to two contacts; the BSUID one answers',
         );
       } else {
-        await setContactId(tx, contact, 'phone', sender.phone, options.at);
+        await whatsappContacts.setId(tx, contact, 'phone', sender.phone, options.at);
       }
     }
   }
@@ -212,7 +205,7 @@ export async function applyIdentityChange(
   const { contact } = found;
   for (const kind of ['bsuid', 'phone'] as const) {
     const id = change[kind];
-    if (id && !(await setContactId(tx, contact, kind, id, options.at))) {
+    if (id && !(await whatsappContacts.setId(tx, contact, kind, id, options.at))) {
       options.log.warn(
         { contactId: contact.id, accountId: contact.accountId, change: change.type, kind },
         'whatsapp identity clash: the new id already belongs to another contact; left as it was',
@@ -232,13 +225,13 @@ export function replyAddress(contact: { phone: string | null; bsuid: string | nu
  * address is (or was) one of a contact's ids, else the address as given.
  */
 export async function currentAddress(q: Queryable, to: string): Promise<string> {
-  const contact = await contactByAnyId(q, to);
+  const contact = await whatsappContacts.byAnyId(q, to);
   return contact ? replyAddress(contact) : to;
 }
 
 /** The address of an account's WhatsApp user, if it has one (for messages that answer no message). */
 export async function addressOfAccount(q: Queryable, accountId: number): Promise<string | undefined> {
-  const contact = await contactOfAccount(q, accountId);
+  const contact = await whatsappContacts.ofAccount(q, accountId);
   return contact ? replyAddress(contact) : undefined;
 }
 

@@ -2,7 +2,7 @@
 // except the task definitions (*.task.ts), which only src/task-registry.ts reads.
 export { createGraphClient } from './graph-api.ts';
 export { addressOfAccount } from './identity.ts';
-export { type ConversationLine, offlineOutbox, recentMessages } from './reads.ts';
+export { type ConversationLine, whatsappMessages } from './reads.ts';
 export { enqueueReply } from './replies.ts';
 export {
   parseWebhook,

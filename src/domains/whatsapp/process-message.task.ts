@@ -11,7 +11,7 @@ import { balanceOf, balanceReply, insufficientCreditsReply, inTransaction, topup
 import { type Command, helpReply, marksRead, parseCommand, unsupportedReply, welcomeReply } from './commands.ts';
 import { applyIdentityChange, identityChangeOf, isBsuid, resolveContact, type Sender } from './identity.ts';
 import { enqueueReply } from './replies.ts';
-import { findInbound, type InboundMessage, markProcessed, touchContact } from './whatsapp.repository.ts';
+import { type InboundMessage, whatsappContacts, whatsappMessages } from './whatsapp.repository.ts';
 
 export const processMessagePayload = z.object({ wamid: z.string().min(1).max(256) }).strict();
 
@@ -41,7 +41,7 @@ export const processMessageTask = defineTask({
   deadlineSeconds: 60,
   async handler(ctx) {
     const { wamid } = ctx.payload;
-    const message = await findInbound(ctx.db, wamid);
+    const message = await whatsappMessages.findInbound(ctx.db, wamid);
     if (!message) throw new NonRetryableError(`no inbound WhatsApp message ${wamid} was recorded`);
     if (message.status === 'processed') return { duplicate: true };
 
@@ -58,7 +58,7 @@ export const processMessageTask = defineTask({
 
 async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
   const at = new Date(ctx.clock.now());
-  const again = await findInbound(tx, message.wamid);
+  const again = await whatsappMessages.findInbound(tx, message.wamid);
   if (again?.status === 'processed') return { duplicate: true };
   const { whatsapp } = ctx.services;
   const sender = senderOfStored(message);
@@ -68,7 +68,7 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
     // Meta telling us about the user (a new number, a new BSUID), not the user talking: no reply.
     const change = identityChangeOf(message.payload.message?.system);
     const contact = change ? await applyIdentityChange(tx, sender, change, { at, log: ctx.log }) : undefined;
-    await markProcessed(tx, message.wamid, contact?.id ?? null, at);
+    await whatsappMessages.markProcessed(tx, message.wamid, contact?.id ?? null, at);
     ctx.log.info(
       { wamid: message.wamid, accountId: contact?.accountId, change: change?.type },
       'system message processed',
@@ -80,8 +80,8 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
   if (command.kind === 'none') {
     // A reaction (or its removal): recorded on the sender's contact if we know them, never answered.
     const found = await resolveContact(tx, sender, { at, log: ctx.log });
-    if (found) await touchContact(tx, found.contact.id, { ...sender, inboundAt });
-    await markProcessed(tx, message.wamid, found?.contact.id ?? null, at);
+    if (found) await whatsappContacts.touch(tx, found.contact.id, { ...sender, inboundAt });
+    await whatsappMessages.markProcessed(tx, message.wamid, found?.contact.id ?? null, at);
     return { accountId: found?.contact.accountId, command: command.kind };
   }
 
@@ -91,7 +91,7 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
     create: { signupCredits: whatsapp.signupCredits },
   });
   const { contact, created, granted } = resolved!;
-  await touchContact(tx, contact.id, { ...sender, inboundAt });
+  await whatsappContacts.touch(tx, contact.id, { ...sender, inboundAt });
   // The id the user wrote from; whatsapp.send_message turns it into the contact's current address.
   const to = message.waUser;
   const answer = await answerFor(ctx, tx, command, contact.accountId, message, to);
@@ -101,7 +101,7 @@ async function respond(ctx: Ctx, tx: Queryable, message: InboundMessage) {
     { to, text, key: `reply:${message.wamid}`, replyTo: message.wamid, accountId: contact.accountId },
     { tx },
   );
-  await markProcessed(tx, message.wamid, contact.id, at);
+  await whatsappMessages.markProcessed(tx, message.wamid, contact.id, at);
   ctx.log.info(
     { wamid: message.wamid, accountId: contact.accountId, command: command.kind, created },
     'message processed',

@@ -11,7 +11,7 @@ import { NonRetryableError, RetryAfterError } from '../../tasks/task-errors.ts';
 import { classifyGraphError, GraphApiError, type WhatsAppApi } from './graph-api.ts';
 import { currentAddress, recipientFields } from './identity.ts';
 import { MAX_TEXT_LENGTH } from './replies.ts';
-import { claimOutbound, markAccepted, markFailed, markOffline } from './whatsapp.repository.ts';
+import { whatsappMessages } from './whatsapp.repository.ts';
 
 export interface WhatsAppServices {
   /** The Graph API client; undefined without WHATSAPP_ACCESS_TOKEN (offline outbox). */
@@ -50,7 +50,7 @@ export const sendMessageTask = defineTask({
     const at = () => new Date(ctx.clock.now());
     // The user's address now: a reply queued before they moved to a new number or BSUID follows them.
     const to = await currentAddress(ctx.db, ctx.payload.to);
-    const row = await claimOutbound(ctx.db, {
+    const row = await whatsappMessages.claimOutbound(ctx.db, {
       sendKey: ctx.idempotencyKey,
       to,
       body: text,
@@ -66,19 +66,19 @@ export const sendMessageTask = defineTask({
         text: { body: text },
         ...(replyTo ? { context: { message_id: replyTo } } : {}),
       };
-      await markOffline(ctx.db, row.id, request, at());
+      await whatsappMessages.markOffline(ctx.db, row.id, request, at());
       ctx.log.info({ to, text, messageId: row.id }, `whatsapp offline outbox: reply to ${to}`);
       return { sent: false, offline: true, messageId: row.id };
     }
     try {
       const { wamid, request } = await api.sendText({ to, body: text, replyTo }, ctx.signal);
-      await markAccepted(ctx.db, row.id, wamid, request, at());
+      await whatsappMessages.markAccepted(ctx.db, row.id, wamid, request, at());
       return { sent: true, wamid, messageId: row.id };
     } catch (err) {
       if (!(err instanceof GraphApiError)) throw err;
       const disposition = classifyGraphError(err, ctx.attempt);
       if (disposition.kind === 'dead') {
-        await markFailed(ctx.db, row.id, err.toJSON(), at());
+        await whatsappMessages.markFailed(ctx.db, row.id, err.toJSON(), at());
         throw new NonRetryableError(disposition.reason, { cause: err });
       }
       if (disposition.kind === 'retry-after') {

@@ -10,7 +10,7 @@ import type { Db, Tx } from '../../db/db.ts';
 import { otel } from '../../observability/otel-api.ts';
 import type { Enqueue } from '../../tasks/define-task.ts';
 import type { ParsedWebhook } from './webhook.ts';
-import { insertInbound, recordStatuses, statusKey } from './whatsapp.repository.ts';
+import { statusKey, whatsappMessages, whatsappStatuses } from './whatsapp.repository.ts';
 
 export interface IngestOutcome {
   /** New inbound messages, each with its whatsapp.process_message enqueued. */
@@ -82,7 +82,7 @@ export class WebhookIngestor {
 
   async #write(tx: Tx, batch: readonly Waiting[]): Promise<IngestOutcome[]> {
     const messages = batch.flatMap((w) => w.parsed.messages.map((m) => ({ m, at: w.at })));
-    const fresh = await insertInbound(
+    const fresh = await whatsappMessages.insertInbound(
       tx,
       messages.map(({ m, at }) => ({
         wamid: m.wamid,
@@ -103,7 +103,7 @@ export class WebhookIngestor {
         at,
       })),
     );
-    const newStatuses = await recordStatuses(
+    const newStatuses = await whatsappStatuses.record(
       tx,
       batch.flatMap((w) => w.parsed.statuses.map((s) => ({ ...s, at: w.at }))),
     );

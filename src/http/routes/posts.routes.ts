@@ -2,7 +2,7 @@
 // strict Content-Security-Policy; an HTML 404 page for a slug that names no post.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Db } from '../../db/db.ts';
-import { findPostBySlug, POST_PAGE_CSP, renderNotFoundPage, renderPostPage } from '../../domains/blog/index.ts';
+import { POST_PAGE_CSP, posts, renderNotFoundPage, renderPostPage } from '../../domains/blog/index.ts';
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$/;
 
@@ -20,7 +20,7 @@ function html(reply: FastifyReply, status: number, body: string, cache: string) 
 export function postRoutes(app: FastifyInstance, deps: { db: Db }): void {
   app.get<{ Params: { slug: string } }>('/posts/:slug', async (request, reply) => {
     const { slug } = request.params;
-    const post = SLUG.test(slug) ? await findPostBySlug(deps.db, slug) : undefined;
+    const post = SLUG.test(slug) ? await posts.findBySlug(deps.db, slug) : undefined;
     if (!post) return html(reply, 404, renderNotFoundPage(), 'no-store');
     const page = renderPostPage({
       title: post.title,
