@@ -881,7 +881,8 @@ export function summary(report: SuiteReport): string {
   for (const t of TRANSPORTS) {
     const ran = report.results.filter((r) => r.transport === t && !r.skipped);
     if (ran.length === 0) continue;
-    lines.push(`${t}: ${ran.filter((r) => r.ok).length}/${ran.length} passed`);
+    const seconds = ran.reduce((sum, r) => sum + r.ms, 0) / 1000;
+    lines.push(`${t}: ${ran.filter((r) => r.ok).length}/${ran.length} passed in ${seconds.toFixed(1)} s`);
   }
   const explicit = report.results.filter(
     (r) => r.skipped && r.skipped !== `not a ${r.transport} case` && r.skipped !== 'not selected',
