@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Case, type CaseResult, loadCases, runSuite, type SuiteOptions, TRANSPORTS } from './suite.ts';
@@ -20,16 +19,12 @@ interface Child {
   stop(): Promise<void>;
 }
 
-/** The package's own command; the repository's `backend emulator` until that exists. */
-function command(): string[] {
-  const own = fileURLToPath(new URL('../bin/cloud-tasks-emulator.js', import.meta.url));
-  if (existsSync(own)) return [own, ...ARGS];
-  return [fileURLToPath(new URL('../../../bin/backend.js', import.meta.url)), 'emulator', ...ARGS];
-}
+/** The package's own command, as `npx cloud-tasks-emulator` runs it. */
+const BIN = fileURLToPath(new URL('../bin/cloud-tasks-emulator.js', import.meta.url));
 
 /** Starts the emulator and reads the addresses it prints once it listens. */
 async function startChild(): Promise<Child> {
-  const proc: ChildProcess = spawn(process.execPath, command(), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc: ChildProcess = spawn(process.execPath, [BIN, ...ARGS], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stderr!.on('data', (d) => {
