@@ -44,6 +44,13 @@ export function openPostgres(options: PostgresOptions): Db & { pool: pg.Pool } {
   // so the pool recovers by itself once the server is back, with no restart. Nothing is lost, so
   // the error is only reported (a warning in the service's log), never thrown.
   pool.on('error', (err) => options.onIdleClientError?.(err));
+  // A client can also fail while it is handed out: when PostgreSQL shuts down as a new connection
+  // opens, its first ReadyForQuery and the FATAL 57P01 can come in one read, and pg emits the
+  // error after pg-pool removed its idle listener but before transaction() (still awaiting
+  // pool.connect()) attached its own: an unhandled 'error' that ended the process. So every client
+  // keeps a listener for its whole life; the error still fails its queries (as unavailable), and
+  // pg-pool drops a client that is no longer queryable when it is released.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const script = async (c: pg.Pool | pg.PoolClient, sql: string) => {
     try {
       await c.query(sql); // simple protocol: several statements allowed, one result per statement
