@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { NAV } from '../../src/admin/layout.ts';
 import { loadConfig } from '../../src/config.ts';
 import { sha256 } from '../../src/domains/auth/auth-tokens.ts';
-import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { type Service, startService } from '../../src/main.ts';
 import {
   type Browser,
@@ -30,6 +30,7 @@ import { type RunningBackend, servicePorts, startBackend } from '../helpers/cli-
 import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { DEFAULT_USER, type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
+import { signedWebhookHeaders } from '../helpers/whatsapp-webhooks.ts';
 
 const ADMIN = DEFAULT_USER.email;
 const APP_SECRET = 'browser-test-app-secret';
@@ -49,7 +50,10 @@ describe(`the dashboard in Chromium, logged in through OpenID Connect (${testDbK
   let page: Page;
 
   before(async () => {
-    [provider, graph, browser] = await Promise.all([startOidcProvider(), startFakeGraphApi(), launchChromium()]);
+    // Chromium first: when it cannot start, nothing else is running yet to keep the file's
+    // process alive, so the failure is reported at once instead of at the test timeout.
+    browser = await launchChromium();
+    [provider, graph] = await Promise.all([startOidcProvider(), startFakeGraphApi()]);
     pg = testDbKind === 'postgres' ? await createTestDb() : undefined;
     env = {
       ...(await servicePorts()),
@@ -197,7 +201,7 @@ describe(`the dashboard in Chromium, logged in through OpenID Connect (${testDbK
     const body = textWebhook([{ from: '15550400001', text: 'balance', wamid, name: 'Ada' }]);
     const webhook = await fetch(`${base}/webhooks/whatsapp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      headers: signedWebhookHeaders(body, APP_SECRET),
       body,
     });
     assert.equal(webhook.status, 200);

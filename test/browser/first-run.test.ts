@@ -24,7 +24,10 @@ describe('first run: npm start, then the dashboard URL it prints', () => {
       EMULATOR_GRPC_PORT: String(await freePort()),
       EMULATOR_HTTP_PORT: String(await freePort()),
     };
-    [browser, service] = await Promise.all([launchChromium(), startBackend(['serve'], env)]);
+    // Chromium first: a backend started beside a launch that fails would keep this file's process
+    // alive (and the run waiting) instead of failing at once.
+    browser = await launchChromium();
+    service = startBackend(['serve'], env);
   });
   after(async () => {
     await browser?.close();
