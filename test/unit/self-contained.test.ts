@@ -1,5 +1,7 @@
-// The repository stands on its own: nothing in it sends a reader to a document that is not in it
-// (the design notes this project started from), and every relative link in its Markdown resolves.
+// The repository stands on its own: nothing in it (code, tests, benchmarks, scripts, docs) sends a
+// reader to a document that is not in it (the design notes this project started from), and every
+// relative link in its Markdown resolves. Files git tracks and new files it does not ignore are read,
+// so a citation fails here before it is committed.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -8,8 +10,11 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: root, encoding: 'utf8' })
-  .split('\0')
+const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+  cwd: root,
+  encoding: 'utf8',
+});
+const tracked = [...new Set(listed.split('\0'))]
   .filter((f) => f && existsSync(join(root, f)) && /\.(ts|js|cjs|mjs|md|sql|sh|json|yml|yaml)$|^Dockerfile$/.test(f))
   .filter((f) => f !== 'package-lock.json');
 
@@ -22,9 +27,17 @@ const OUTSIDE = new RegExp(
     String.raw`\bDESIGN\.md\b`,
     String.raw`\breference/[a-z-]+\.md`,
     String.raw`\.\./shared\b`,
-    String.raw`\b(domain|peers)\.md\b`,
+    String.raw`\b(domain|peers|aesthetics|cloud-tasks)\.md\b`,
+    // performance.md is also ours (docs/performance.md): only a bare name cited by section is outside.
+    String.raw`(?<!docs/)\bperformance\.md\s*§`,
   ].join('|'),
 );
+// The reference folder cited by a section number (the word, then the section sign).
+const REFERENCE_SECTION = /\breference\s*§/;
+// The emulator's comments still cite the reference by section; they move to docs/emulator.md with
+// the emulator's own work in progress (its files are not this check's to edit). Only that pattern,
+// only there.
+const EMULATOR = /^(src\/emulator|test\/emulator|packages\/cloud-tasks-emulator)\//;
 // Applied migrations are immutable (their checksum is recorded), so an old comment stays as it is.
 const FROZEN = new Set(['migrations/0001_init.sql']);
 
@@ -34,7 +47,8 @@ test('no file cites a document outside the repository', () => {
     if (FROZEN.has(file)) continue;
     const lines = readFileSync(join(root, file), 'utf8').split('\n');
     lines.forEach((line, i) => {
-      if (OUTSIDE.test(line)) hits.push(`${file}:${i + 1}: ${line.trim().slice(0, 120)}`);
+      if (OUTSIDE.test(line) || (REFERENCE_SECTION.test(line) && !EMULATOR.test(file)))
+        hits.push(`${file}:${i + 1}: ${line.trim().slice(0, 120)}`);
     });
   }
   assert.deepEqual(
