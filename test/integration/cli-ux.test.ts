@@ -7,6 +7,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, type TestContext, test } from 'node:test';
+import type { Command } from 'commander';
+import { buildProgram } from '../../src/cli/main.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import { openPglite } from '../../src/db/pglite.ts';
 import { registry } from '../../src/task-registry.ts';
 import { type CliResult, freePort, runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
 import { createTestDb, testDbKind } from '../helpers/test-db.ts';
@@ -119,6 +123,92 @@ describe('backend command line for a new user', { skip: testDbKind === 'postgres
     assert.match(packageJson.devDependencies.node ?? '', /^24\.\d+\.\d+$/);
     const bin = readFileSync(new URL('../../bin/backend.js', import.meta.url), 'utf8');
     assert.match(bin, /node_modules\/node\/bin\/node/, 'bin/backend.js re-runs itself with the pinned Node');
+  });
+
+  test('every listing (a command that takes --limit) has --json, and docs/cli.md describes the output of each command that has it', () => {
+    const program = buildProgram({ out: () => {}, err: () => {} }, () => {
+      throw new Error('no command runs here');
+    });
+    const named = (c: Command, prefix: string[] = []): [string, Command][] =>
+      c.commands.flatMap((sub) => [[[...prefix, sub.name()].join(' '), sub], ...named(sub, [...prefix, sub.name()])]);
+    const takes = (c: Command, flag: string) => c.options.some((o) => o.long === flag);
+    const commands = named(program);
+    const withJson = commands.filter(([, c]) => takes(c, '--json')).map(([name]) => name);
+    const listings = commands.filter(([, c]) => takes(c, '--limit')).map(([name]) => name);
+    assert.ok(listings.length >= 5, `listings found: ${listings.join(', ')}`);
+    assert.deepEqual(
+      listings.filter((name) => !withJson.includes(name)),
+      [],
+      'a listing without --json',
+    );
+
+    const docs = readFileSync(new URL('../../docs/cli.md', import.meta.url), 'utf8');
+    // The command table: the rows whose flags include --json.
+    const tabled = [...docs.matchAll(/^\| `([a-z ]+?)(?: [<[][^`]*)?` \|((?:[^|\\]|\\.)*)\|/gm)]
+      .filter((m) => m[2]!.includes('`--json`'))
+      .map((m) => m[1]!);
+    assert.deepEqual([...tabled].sort(), [...withJson].sort(), 'the command table of docs/cli.md');
+    // The `--json` section: each command's output described, as "`<command> … --json`".
+    const section = docs.slice(docs.indexOf('## `--json`'), docs.indexOf('\n## ', docs.indexOf('## `--json`') + 1));
+    const described = new Set([...section.matchAll(/`([a-z ]+?)(?: <[^>]+>)? --json`/g)].map((m) => m[1]!));
+    assert.deepEqual([...described].sort(), [...withJson].sort(), 'the --json section of docs/cli.md');
+    assert.match(section, /one JSON object per line/);
+  });
+
+  test('outbox list --json: one line per row with the documented fields; an empty listing prints nothing', async () => {
+    const dataDir = tempDataDir();
+    const env = { DATA_DIR: dataDir, EMULATOR_GRPC_PORT: String(await freePort()) };
+    // No service runs: the commands open the data directory themselves (PGlite: one process at a
+    // time, so this test closes it before they run).
+    const db = await openPglite({ dataDir: join(dataDir, 'pglite') });
+    try {
+      await migrate(db);
+      await db.query(
+        `INSERT INTO task_outbox (task, queue, task_id, idempotency_key, payload, deadline_seconds, created_at,
+                                  send_attempts, last_error, next_attempt_at, parked_at)
+         VALUES ('health.check', 'maintenance', 'tid-waiting', 'k-waiting', '{}', 60, now(), 1, 'UNAVAILABLE', now(), NULL),
+                ('health.check', 'maintenance', 'tid-parked', 'k-parked', '{}', 60, now(), 10, 'INVALID_ARGUMENT', NULL, now())`,
+      );
+    } finally {
+      await db.close();
+    }
+    const all = await runBackend(['outbox', 'list', '--json'], env);
+    assert.equal(all.code, 0, all.stderr);
+    const rows = jsonLines(all.stdout);
+    assert.equal(all.stdout.trim().split('\n').length, 2, 'one line per row, nothing else');
+    for (const row of rows) {
+      assert.deepEqual(Object.keys(row), [
+        'id',
+        'task',
+        'queue',
+        'taskId',
+        'key',
+        'state',
+        'attempts',
+        'lastError',
+        'createdAt',
+        'ageMs',
+        'nextAttemptAt',
+        'parkedAt',
+        'scheduleTime',
+      ]);
+    }
+    assert.deepEqual(
+      rows.map((r) => [r.taskId, r.state, r.attempts, r.lastError]),
+      [
+        ['tid-waiting', 'waiting', 1, 'UNAVAILABLE'],
+        ['tid-parked', 'parked', 10, 'INVALID_ARGUMENT'],
+      ],
+    );
+    assert.equal(rows[0]!.parkedAt, null, 'absent values are null, never missing');
+    const parked = jsonLines((await runBackend(['outbox', 'list', '--parked', '--json'], env)).stdout);
+    assert.deepEqual(
+      parked.map((r) => r.taskId),
+      ['tid-parked'],
+    );
+    const empty = await runBackend(['whatsapp', 'outbox', '--json'], env);
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.equal(empty.stdout, '', 'an empty listing prints nothing');
   });
 
   test('--help, --version and enqueue --help answer quickly', async (t) => {
