@@ -8,8 +8,11 @@
 //   node bench/chaos.bench.ts                       short run: 1,000 tasks, 3 + 2 kills (CI)
 //   node bench/chaos.bench.ts --tasks 100000 --rate 100 --service-kills 20 --emulator-kills 10 \
 //     --timeout 3600                                long run; RSS of both processes every 10 s
-//   --seed N (repeat a run), --failure-rate 0.1, --restart-postgres (restarts the local cluster
-//   once with pg_ctlcluster: only on a PostgreSQL server nobody else is using)
+//   --seed N (repeat a run), --failure-rate 0.1
+//   --restart-postgres                              restarts PostgreSQL once, at a seeded moment:
+//     on a throwaway cluster the run creates (pg_createcluster on a free port, as root) and drops,
+//     never on the shared server; --postgres-cluster VERSION/NAME uses an existing cluster instead
+//     (one nobody else is connected to)
 //
 // The tasks (bench/chaos-registry.ts, test-only; bench/chaos-service.ts swaps that registry in for
 // the service process): chaos.effect (transactional; one row in chaos_effects, a table with no
@@ -20,11 +23,11 @@
 // service's relay; a quarter of the chaos.effect tasks spawn a child through their run's outbox.
 // Pushes reach the service through a small counting proxy here, which reads each answer's
 // X-Task-Outcome (succeeded, duplicate, busy, retry, dead) and counts the pushes that found the
-// service dead. PostgreSQL from BENCH_DATABASE_URL (default the local server); the script creates
-// and drops its own database.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+// service dead. PostgreSQL from BENCH_DATABASE_URL (default the local server), or the cluster of
+// bench/chaos-postgres.ts with --restart-postgres; the script creates and drops its own database.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -39,6 +42,14 @@ import { openPostgres } from '../src/db/postgres.ts';
 import { createLogger } from '../src/logger.ts';
 import { createCloudClients } from '../src/tasks/cloud-clients.ts';
 import { type EnqueueTarget, TaskEnqueuer } from '../src/tasks/enqueue.ts';
+import {
+  type Cluster,
+  createOwnCluster,
+  dropCluster,
+  dropLeftoverClusters,
+  restartCluster,
+  useCluster,
+} from './chaos-postgres.ts';
 import { CHAOS_TABLES_SQL } from './chaos-registry.ts';
 
 const { values: args } = parseArgs({
@@ -52,6 +63,7 @@ const { values: args } = parseArgs({
     timeout: { type: 'string', default: '180' },
     'rss-every': { type: 'string', default: '10' },
     'restart-postgres': { type: 'boolean', default: false },
+    'postgres-cluster': { type: 'string' },
     accounts: { type: 'string', default: '10' },
   },
 });
@@ -65,6 +77,15 @@ const SEED = args.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Num
 const TIMEOUT_MS = Number(args.timeout) * 1000;
 const RSS_EVERY_MS = Number(args['rss-every']) * 1000;
 const ACCOUNTS = Number(args.accounts);
+const RESTART_POSTGRES = args['restart-postgres'];
+const NAMED_CLUSTER = args['postgres-cluster'];
+if ((RESTART_POSTGRES || NAMED_CLUSTER) && process.env.BENCH_DATABASE_URL) {
+  process.stderr.write(
+    'chaos: --restart-postgres and --postgres-cluster run on a cluster of their own, not on BENCH_DATABASE_URL ' +
+      '(which may be a server others use): unset it\n',
+  );
+  process.exit(2);
+}
 const PROJECT = 'chaos';
 const LOCATION = 'local';
 
@@ -109,6 +130,7 @@ const figures = {
   emulatorStarts: 0,
   postgresRestarts: 0,
   unplannedExits: 0,
+  unplannedServiceExits: 0,
   enqueueRetries: 0,
   outcomes: new Map<string, number>(),
 };
@@ -118,12 +140,54 @@ let enqueuedAt = 0;
 let drainedAt = 0;
 let lastChaosAt = 0;
 const rss: Array<{ at: number; service: number | undefined; emulator: number | undefined }> = [];
+/** 503 answers of the service by error code: how many, the first and the last (ms since epoch). */
+const answers503 = new Map<string, { n: number; first: number; last: number }>();
+/** The PostgreSQL restart, as the service lived it (times in ms since epoch; 0: not seen). */
+const pgRestart = {
+  /** pg_ctlcluster restart started and returned (it polls the new server before returning). */
+  began: 0,
+  commandEnded: 0,
+  /** PostgreSQL itself, probed with `SELECT 1` every 50 ms: the first failure and the first success after it. */
+  dbDownAt: 0,
+  dbUpAt: 0,
+  /** The service's /readyz, polled every 100 ms over the same time. */
+  readyzPolls: 0,
+  readyzFailed: 0,
+  readyAfterUpAt: 0,
+  recovered: false,
+  /** Push answers from the first failed probe to the first push that succeeded after PostgreSQL was back. */
+  firstSuccessAfterUp: 0,
+  windowAnswers: new Map<string, number>(),
+  servicePid: 0 as number | undefined,
+  serviceKept: false,
+  serviceExitedByItself: 0,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Set-up: database, ports, data directories
 
+// The cluster --restart-postgres restarts: made for this run (and dropped by cleanup(), which also
+// runs on a timeout, a signal or an uncaught error), or named. Never the server of BENCH_DATABASE_URL.
+let cluster: Cluster | undefined;
+try {
+  if (NAMED_CLUSTER) {
+    cluster = await useCluster(NAMED_CLUSTER);
+  } else if (RESTART_POSTGRES) {
+    const leftovers = await dropLeftoverClusters();
+    if (leftovers.length) say(`dropped clusters left by chaos runs that were killed: ${leftovers.join(', ')}`);
+    const t = Date.now();
+    cluster = await createOwnCluster(await freePort());
+    say(
+      `cluster ${cluster.version}/${cluster.name} created and started on 127.0.0.1:${cluster.port} in ${((Date.now() - t) / 1000).toFixed(1)} s`,
+    );
+  }
+} catch (err) {
+  process.stderr.write(`chaos: ${err instanceof Error ? err.message : err}\n`);
+  process.exit(2);
+}
+
 const workDir = mkdtempSync(join(tmpdir(), 'chaos-'));
-const pgUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const pgUrl = cluster?.url ?? process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const dbName = `chaos_${process.pid}`;
 const dbUrl = (() => {
   const u = new URL(pgUrl);
@@ -151,6 +215,13 @@ let emulator: ChildProcess | undefined;
 let stopping = false;
 const proxyServer = http.createServer();
 let cleanedUp = false;
+// If the script dies of an error, its children must not outlive it.
+process.on('exit', () => {
+  for (const child of [service, emulator]) if (child && child.exitCode === null) child.kill('SIGKILL');
+});
+
+/** After a failure the work directory (both processes' logs, and the cluster's) is kept to be read. */
+let keepWorkDir = false;
 
 async function cleanup(): Promise<void> {
   if (cleanedUp) return;
@@ -166,19 +237,34 @@ async function cleanup(): Promise<void> {
   proxyServer.closeAllConnections();
   await db?.close().catch(() => {});
   await admin.end().catch(() => {});
-  // A new connection: the first one does not survive --restart-postgres.
-  const dropper = new pg.Client({ connectionString: pgUrl });
-  await dropper
-    .connect()
-    .then(() => dropper.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`))
-    .catch((err: unknown) => say(`could not drop ${dbName}: ${err}`));
-  await dropper.end().catch(() => {});
-  rmSync(workDir, { recursive: true, force: true });
+  if (cluster?.owned) {
+    if (keepWorkDir) {
+      try {
+        copyFileSync(
+          `/var/log/postgresql/postgresql-${cluster.version}-${cluster.name}.log`,
+          join(workDir, 'postgresql.log'),
+        );
+      } catch {}
+    }
+    // The database goes with it.
+    await dropCluster(cluster).catch((err: unknown) => say(`could not drop cluster ${cluster!.name}: ${err}`));
+  } else {
+    const dropper = new pg.Client({ connectionString: pgUrl });
+    dropper.on('error', () => {});
+    await dropper
+      .connect()
+      .then(() => dropper.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`))
+      .catch((err: unknown) => say(`could not drop ${dbName}: ${err}`));
+    await dropper.end().catch(() => {});
+  }
+  if (keepWorkDir) say(`logs kept in ${workDir}`);
+  else rmSync(workDir, { recursive: true, force: true });
 }
 
 const hardStop = setTimeout(async () => {
   say(`TIMEOUT after ${TIMEOUT_MS / 1000} s`);
   await report(false).catch((err: unknown) => say(`report failed: ${err}`));
+  keepWorkDir = true;
   await cleanup();
   process.exit(1);
 }, TIMEOUT_MS);
@@ -188,10 +274,20 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     cleanup().finally(() => process.exit(130));
   });
 }
+// A bug or an unexpected failure of this script: still stop the processes and drop the cluster.
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.once(event, (err: unknown) => {
+    say(`${event}: ${err instanceof Error ? err.stack : err}`);
+    keepWorkDir = true;
+    cleanup().finally(() => process.exit(1));
+  });
+}
 
 await admin.connect();
 await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
 await admin.query(`CREATE DATABASE ${dbName}`);
+// Not kept open: an idle client whose server restarts emits an error nobody would catch.
+await admin.end();
 db = await openPostgres({ url: dbUrl });
 await migrate(db);
 await db.exec(CHAOS_TABLES_SQL);
@@ -209,7 +305,28 @@ proxyServer.on('request', (req, res) => {
   const upstream = http.request(
     { host: '127.0.0.1', port: servicePort, method: req.method, path: req.url, headers: req.headers, agent },
     (answer) => {
-      countOutcome(String(answer.headers['x-task-outcome'] ?? `http ${answer.statusCode}`));
+      const at = Date.now();
+      const outcome = String(answer.headers['x-task-outcome'] ?? `http ${answer.statusCode}`);
+      countOutcome(outcome);
+      if (pgRestart.dbDownAt && !pgRestart.firstSuccessAfterUp) {
+        if (outcome === 'succeeded' && pgRestart.dbUpAt) pgRestart.firstSuccessAfterUp = at;
+        else pgRestart.windowAnswers.set(outcome, (pgRestart.windowAnswers.get(outcome) ?? 0) + 1);
+      }
+      if (answer.statusCode === 503) {
+        // Which 503 (database unavailable, overloaded): the error code in the body.
+        const chunks: Buffer[] = [];
+        answer.on('data', (c: Buffer) => chunks.push(c));
+        answer.on('end', () => {
+          let code = 'unknown';
+          try {
+            code = String(JSON.parse(Buffer.concat(chunks).toString('utf8'))?.error?.code ?? 'unknown');
+          } catch {}
+          const seen = answers503.get(code) ?? { n: 0, first: at, last: at };
+          seen.n++;
+          seen.last = at;
+          answers503.set(code, seen);
+        });
+      }
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
       answer.on('error', () => res.destroy());
@@ -232,18 +349,43 @@ await once(proxyServer, 'listening');
 const serviceLog = join(workDir, 'service.log');
 const emulatorLog = join(workDir, 'emulator.log');
 
-function launch(name: string, argv: string[], env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
+/**
+ * Restarts after an unplanned exit, pending. Whoever starts the process next (this timer or the
+ * chaos loop after a kill) cancels the other: two starts would leave an orphan holding the port,
+ * and every later start would then die of EADDRINUSE.
+ */
+const pendingRestart: { service?: NodeJS.Timeout; emulator?: NodeJS.Timeout } = {};
+
+function launch(name: 'service' | 'emulator', argv: string[], env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
+  clearTimeout(pendingRestart[name]);
   const fd = openSync(logFile, 'a');
   const child = spawn(NODE, argv, { cwd: ROOT, env, stdio: ['ignore', fd, fd] });
   closeSync(fd);
   child.on('exit', (code, signal) => {
-    if (!stopping && signal !== 'SIGKILL') {
-      figures.unplannedExits++;
-      say(`${name} exited by itself (code ${code}, signal ${signal}); restarting`);
-      setTimeout(() => (name === 'service' ? startServiceProcess() : startEmulatorProcess()), 500);
-    }
+    const current = name === 'service' ? service : emulator;
+    if (stopping || signal === 'SIGKILL' || child !== current) return;
+    figures.unplannedExits++;
+    if (name === 'service') figures.unplannedServiceExits++;
+    say(`${name} exited by itself (code ${code}, signal ${signal}); restarting. Its last words: ${lastWords(logFile)}`);
+    pendingRestart[name] = setTimeout(() => (name === 'service' ? startServiceProcess() : startEmulatorProcess()), 500);
   });
   return child;
+}
+
+/** The last line of a log that is not a JSON record: what a crash printed (first line of its error). */
+function lastWords(file: string): string {
+  try {
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    const i = lines.findLastIndex((l) => /^\w*(Error|error)\b|^error:|Unhandled|throw /.test(l.trim()));
+    return i < 0
+      ? (lines.at(-1)?.slice(0, 300) ?? '')
+      : lines
+          .slice(i, i + 2)
+          .join(' ')
+          .slice(0, 300);
+  } catch {
+    return '(no log)';
+  }
 }
 
 function startEmulatorProcess(): void {
@@ -437,14 +579,74 @@ async function runChaos(): Promise<void> {
       await sleep(down);
       startEmulatorProcess();
     } else {
-      const [cluster] = execFileSync('pg_lsclusters', ['--no-header'], { encoding: 'utf8' }).trim().split('\n');
-      const [version, name] = (cluster ?? '').split(/\s+/);
-      say(`pg_ctlcluster ${version} ${name} restart`);
-      execFileSync('pg_ctlcluster', ['--skip-systemctl-redirect', version!, name!, 'restart']);
-      figures.postgresRestarts++;
+      await restartPostgres(cluster!);
     }
     lastChaosAt = Date.now();
   }
+}
+
+const readyz = async (timeoutMs = 5000) =>
+  (await fetch(`http://127.0.0.1:${servicePort}/readyz`, { signal: AbortSignal.timeout(timeoutMs) })).ok;
+
+/**
+ * Restarts the run's cluster while pushes keep coming, and watches PostgreSQL and the service
+ * live through it: PostgreSQL probed every 50 ms (when was it really down), /readyz every 100 ms,
+ * until PostgreSQL is back and the service ready again, at most 60 s after pg_ctlcluster returned.
+ * Awaited by the chaos loop, so no kill falls inside. Asynchronous on purpose: the counting proxy
+ * lives in this process and must go on answering.
+ */
+async function restartPostgres(c: Cluster): Promise<void> {
+  // On a service that is up: one started after a kill may still be booting.
+  await waitFor('the service ready before the PostgreSQL restart', readyz);
+  pgRestart.servicePid = service?.pid;
+  const exitsBefore = figures.unplannedServiceExits;
+  const probe = new pg.Pool({ connectionString: c.url, max: 1, connectionTimeoutMillis: 1000 });
+  probe.on('error', () => {});
+  probe.on('connect', (client) => client.on('error', () => {}));
+  pgRestart.began = Date.now();
+  say(`pg_ctlcluster ${c.version} ${c.name} restart`);
+  const restarted = restartCluster(c).finally(() => {
+    pgRestart.commandEnded = Date.now();
+  });
+  const giveUp = () => pgRestart.commandEnded && Date.now() - pgRestart.commandEnded > 60_000;
+  const watchDb = (async () => {
+    while (!pgRestart.dbUpAt && !giveUp()) {
+      const ok = await probe.query('SELECT 1').then(
+        () => true,
+        () => false,
+      );
+      if (!ok && !pgRestart.dbDownAt) pgRestart.dbDownAt = Date.now();
+      if (ok && pgRestart.dbDownAt) pgRestart.dbUpAt = Date.now();
+      await sleep(50);
+    }
+  })();
+  const watchService = (async () => {
+    for (;;) {
+      const ok = await readyz(2000).catch(() => false);
+      pgRestart.readyzPolls++;
+      if (!ok) pgRestart.readyzFailed++;
+      if (ok && pgRestart.dbUpAt) {
+        pgRestart.readyAfterUpAt = Date.now();
+        return true;
+      }
+      if (giveUp()) return false;
+      await sleep(100);
+    }
+  })();
+  await restarted;
+  figures.postgresRestarts++;
+  say(`pg_ctlcluster returned after ${((pgRestart.commandEnded - pgRestart.began) / 1000).toFixed(1)} s`);
+  await watchDb;
+  pgRestart.recovered = await watchService;
+  await probe.end().catch(() => {});
+  pgRestart.serviceExitedByItself = figures.unplannedServiceExits - exitsBefore;
+  pgRestart.serviceKept = pgRestart.servicePid !== undefined && service?.pid === pgRestart.servicePid;
+  const at = (t: number) => `+${((t - pgRestart.began) / 1000).toFixed(1)} s`;
+  say(
+    pgRestart.recovered
+      ? `PostgreSQL down ${at(pgRestart.dbDownAt)} to ${at(pgRestart.dbUpAt)}; service ready at ${at(pgRestart.readyAfterUpAt)}`
+      : 'service NOT ready 60 s after the restart',
+  );
 }
 
 function rssOf(child: ChildProcess | undefined): number | undefined {
@@ -533,6 +735,7 @@ say('drained');
 clearTimeout(hardStop);
 clearInterval(rssTimer);
 const ok = await report(true);
+keepWorkDir = !ok;
 await cleanup();
 process.exit(ok ? 0 : 1);
 
@@ -628,6 +831,20 @@ async function report(drained: boolean): Promise<boolean> {
   if (drained && totalBalance !== expectedCredits)
     violations.push(`balances sum to ${totalBalance}, top-ups to ${expectedCredits}`);
 
+  // 5. No process died but by our SIGKILLs; the service lived through the PostgreSQL restart by
+  // itself (ready again, never exited).
+  if (figures.unplannedExits) {
+    violations.push(
+      `${figures.unplannedExits} process exits not caused by a kill (${figures.unplannedServiceExits} of the service)`,
+    );
+  }
+  if (pgRestart.commandEnded) {
+    if (!pgRestart.recovered) violations.push('the service was not ready again within 60 s of the PostgreSQL restart');
+    if (pgRestart.serviceExitedByItself) {
+      violations.push(`the service exited by itself ${pgRestart.serviceExitedByItself}× during the PostgreSQL restart`);
+    }
+  }
+
   // Figures
   const [refusals] = await q<{ n: number }>('SELECT count(*)::int AS n FROM chaos_refusals');
   const [attempts] = await q<{ n: number }>(
@@ -654,7 +871,8 @@ async function report(drained: boolean): Promise<boolean> {
     `| deliberately dead (poison) | ${deadPoison} of ${poisonKeys.size} |`,
     `| service SIGKILLs / starts | ${figures.serviceKills} / ${figures.serviceStarts} |`,
     `| emulator SIGKILLs / starts | ${figures.emulatorKills} / ${figures.emulatorStarts} |`,
-    `| PostgreSQL restarts | ${figures.postgresRestarts} |`,
+    `| PostgreSQL restarts | ${figures.postgresRestarts}${cluster ? ` (cluster ${cluster.version}/${cluster.name} on port ${cluster.port}${cluster.owned ? ', made for this run' : ''})` : ''} |`,
+    ...postgresLines(),
     `| unplanned exits | ${figures.unplannedExits} |`,
     `| pushes (deliveries) | ${deliveries} |`,
     `| redeliveries (pushes beyond one per run) | ${deliveries - runs.length} |`,
@@ -669,6 +887,11 @@ async function report(drained: boolean): Promise<boolean> {
     `| service RSS | ${rssRange('service')} |`,
     `| emulator RSS | ${rssRange('emulator')} |`,
     `| load average (1 min) at the end | ${loadavg()[0]!.toFixed(1)} |`,
+    `| 503 answers by error code (first–last, seconds into the run) | ${
+      [...answers503]
+        .map(([code, a]) => `${code} ${a.n} (${s(a.first - started)}–${s(a.last - started)})`)
+        .join(', ') || 'none'
+    } |`,
     '',
   ];
   const other = [...figures.outcomes.keys()].filter(
@@ -686,6 +909,26 @@ async function report(drained: boolean): Promise<boolean> {
   }
   say('OK: nothing lost, nothing done twice');
   return drained;
+}
+
+/** The report's rows about the PostgreSQL restart (none without one). */
+function postgresLines(): string[] {
+  if (!pgRestart.began) return [];
+  const r = pgRestart;
+  const at = (t: number) => (t ? `+${((t - r.began) / 1000).toFixed(1)} s` : 'never');
+  const span = (a: number, b: number) => (a && b ? `${((b - a) / 1000).toFixed(1)} s` : '?');
+  const db = answers503.get('DATABASE_UNAVAILABLE');
+  const dbAfter = db && db.last >= r.began ? db : undefined;
+  const window = [...r.windowAnswers].map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
+  return [
+    `| PostgreSQL restart: pg_ctlcluster restart (fast stop, start) | at ${((r.began - started) / 1000).toFixed(1)} s into the run; returned after ${span(r.began, r.commandEnded)} |`,
+    `| PostgreSQL down (SELECT 1 every 50 ms failing) | ${at(r.dbDownAt)} to ${at(r.dbUpAt)}: ${span(r.dbDownAt, r.dbUpAt)} |`,
+    `| pushes answered 503 DATABASE_UNAVAILABLE (retried by the queue) | ${dbAfter ? `${dbAfter.n}, ${at(dbAfter.first)} to ${at(dbAfter.last)} (${span(dbAfter.first, dbAfter.last)})` : 0} |`,
+    `| push answers from PostgreSQL down to the first success after it was back | ${window} |`,
+    `| first push succeeded after PostgreSQL was back | ${at(r.firstSuccessAfterUp)} (${span(r.dbUpAt, r.firstSuccessAfterUp)} after) |`,
+    `| /readyz polls (every 100 ms) that failed / ready again after PostgreSQL was back | ${r.readyzFailed} of ${r.readyzPolls} / ${at(r.readyAfterUpAt)} |`,
+    `| the service process through the restart | ${r.serviceKept ? `the same process (pid ${r.servicePid}), never restarted` : 'restarted'}; exited by itself ${r.serviceExitedByItself}× |`,
+  ];
 }
 
 /** The last lines worth reading: not the injected failures, not the request log, not the banner. */
