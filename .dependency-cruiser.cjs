@@ -18,11 +18,27 @@ module.exports = {
       to: { circular: true },
     },
     {
-      name: 'emulator-stands-alone',
+      name: 'the-emulator-package-stands-alone',
       severity: 'error',
-      comment: 'src/emulator could be published alone: it imports nothing else from src/.',
-      from: { path: '^src/emulator/' },
-      to: { path: '^src/', pathNot: '^src/emulator/' },
+      comment:
+        'packages/cloud-tasks-emulator is a product of its own: nothing in it (sources, tests, conformance suite) imports the service.',
+      from: { path: '^packages/cloud-tasks-emulator/' },
+      to: { path: '^(src|test|bench|scripts|bin)/' },
+    },
+    {
+      name: 'the-service-uses-the-emulator-by-its-name',
+      severity: 'error',
+      comment:
+        'src/ imports @backend/cloud-tasks-emulator (its index) or its /cli entry, by package name: never a file inside it, never a relative path.',
+      from: { path: '^src/' },
+      to: { path: '^packages/', pathNot: '^packages/cloud-tasks-emulator/(index|cli)\\.js$' },
+    },
+    {
+      name: 'no-relative-imports-into-packages',
+      severity: 'error',
+      comment: 'A workspace package is reached through node_modules, by its name, as an installed copy would be.',
+      from: { path: '^src/' },
+      to: { path: '^packages/', dependencyTypesNot: ['aliased-workspace'] },
     },
     {
       name: 'tasks-are-generic',

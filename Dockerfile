@@ -4,6 +4,9 @@
 FROM node:24.21.0-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The workspace's manifest (the emulator package, packages/cloud-tasks-emulator): npm ci installs
+# its dependencies and links it into node_modules; its code comes in the last stage.
+COPY packages/cloud-tasks-emulator/package.json ./packages/cloud-tasks-emulator/
 # Production dependencies only, exactly as locked; none needs an install script.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
@@ -25,6 +28,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json schema.sql ./
 COPY bin ./bin
 COPY migrations ./migrations
+COPY packages ./packages
 COPY src ./src
 # Loads what `serve` loads in cloud mode (no database is opened), so its compiled code is cached.
 RUN node --input-type=module -e "for (const m of ['cli/main', 'main', 'db/postgres', 'cli/control-channel']) await import('/app/src/' + m + '.ts')"

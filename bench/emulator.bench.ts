@@ -15,10 +15,10 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { type Emulator, startEmulator } from '@backend/cloud-tasks-emulator';
 import { CloudTasksClient } from '@google-cloud/tasks';
 import { PassThroughClient } from 'google-auth-library';
 import * as gax from 'google-gax';
-import { type Emulator, startEmulator } from '../src/emulator/index.ts';
 
 const { values } = parseArgs({
   options: {

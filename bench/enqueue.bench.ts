@@ -3,13 +3,13 @@
 // then the relay), on PGlite and on PostgreSQL (BENCH_DATABASE_URL, default the local server).
 // Run: node bench/enqueue.bench.ts [n]   (n enqueues per measurement, default 2000; loopback only)
 import { loadavg } from 'node:os';
+import { startEmulator } from '@backend/cloud-tasks-emulator';
 import pg from 'pg';
 import { TestClock } from '../src/clock.ts';
 import type { Db } from '../src/db/db.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { openPglite } from '../src/db/pglite.ts';
 import { openPostgres } from '../src/db/postgres.ts';
-import { startEmulator } from '../src/emulator/index.ts';
 import { createLogger } from '../src/logger.ts';
 import { queues, registry } from '../src/task-registry.ts';
 import { createCloudClients } from '../src/tasks/cloud-clients.ts';

@@ -14,7 +14,10 @@ const DATABASE_SUITES = ['test/integration', 'test/contract', 'test/fuzz'];
 // Browser tests (real Chromium) run once, being slow: on PostgreSQL when TEST_DATABASE_URL is set
 // (one of them needs a second service process on the same database), else on PGlite.
 const BROWSER_SUITE = 'test/browser';
-const ALL_SUITES = ['test/unit', 'test/emulator', ...DATABASE_SUITES];
+// The emulator package's own tests and its conformance suite (packages/cloud-tasks-emulator) run
+// once, as the package's \`npm test\` runs them.
+const EMULATOR_SUITES = ['packages/cloud-tasks-emulator/test', 'packages/cloud-tasks-emulator/conformance'];
+const ALL_SUITES = ['test/unit', ...EMULATOR_SUITES, ...DATABASE_SUITES];
 const concurrency = process.env.TEST_CONCURRENCY ?? '4';
 
 const args = process.argv.slice(2);

@@ -1,6 +1,8 @@
 // The composition root: config → adapters → buildApp → listen, and a graceful close on SIGTERM.
 // Locally it also starts the embedded Cloud Tasks + Cloud Scheduler emulator and syncs the declared
 // queues and schedules into it, so `npm start` is the whole system.
+
+import type { Emulator } from '@backend/cloud-tasks-emulator';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { type Clock, systemClock } from './clock.ts';
@@ -8,7 +10,6 @@ import { type Config, databaseFor } from './config.ts';
 import type { Db } from './db/db.ts';
 import { migrate } from './db/migrate.ts';
 import { describeDatabase, openDatabase } from './db/open-database.ts';
-import type { Emulator } from './emulator/index.ts';
 import { withLocalSecrets } from './local-secrets.ts';
 import type { Logger } from './logger.ts';
 import { createTelemetry, type TelemetryExtras } from './observability/telemetry.ts';
@@ -82,7 +83,7 @@ export async function startService(rawConfig: Config, options: StartOptions): Pr
 
     let emulator: Emulator | undefined;
     if (config.tasks.backend === 'emulator' && !config.tasks.emulatorHost) {
-      const { startEmulator } = await import('./emulator/index.ts');
+      const { startEmulator } = await import('@backend/cloud-tasks-emulator');
       const emulatorLog = logger.child({ component: 'emulator' });
       emulator = await startEmulator({
         dataDir: `${config.dataDir}/emulator`,

@@ -7,15 +7,19 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import {
+  alreadyExists,
+  type GrpcServer,
+  loadServices,
+  type ProtoObject,
+  startGrpcServer,
+} from '@backend/cloud-tasks-emulator/grpc';
 import { PassThroughClient } from 'google-auth-library';
 import * as gax from 'google-gax';
 import { z } from 'zod';
 import { buildApp } from '../../src/app.ts';
 import { TestClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
-import { alreadyExists } from '../../src/emulator/errors.ts';
-import { type GrpcServer, startGrpcServer } from '../../src/emulator/grpc-server.ts';
-import { loadServices, type ProtoObject } from '../../src/emulator/protos.ts';
 import { registry as appRegistry } from '../../src/task-registry.ts';
 import { closeTaskServices, createTaskServices } from '../../src/task-services.ts';
 import { type CloudClients, createCloudClients } from '../../src/tasks/cloud-clients.ts';

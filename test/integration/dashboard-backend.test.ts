@@ -6,19 +6,18 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { type Emulator, startEmulator } from '@backend/cloud-tasks-emulator';
 import { CloudSchedulerClient } from '@google-cloud/scheduler';
 import { CloudTasksClient, v2beta3 } from '@google-cloud/tasks';
 import { PassThroughClient } from 'google-auth-library';
 import type { TaskBackend } from '../../src/admin/deps.ts';
-import type { TestClock } from '../../src/clock.ts';
+import { TestClock } from '../../src/clock.ts';
 import { auditEvents } from '../../src/domains/audit/audit.repository.ts';
-import type { Emulator } from '../../src/emulator/index.ts';
 import { registry } from '../../src/task-registry.ts';
 import { type CloudClients, createCloudClients } from '../../src/tasks/cloud-clients.ts';
 import { type EnqueueTarget, TaskEnqueuer } from '../../src/tasks/enqueue.ts';
 import { syncQueues } from '../../src/tasks/queue-sync.ts';
 import { JOB_PREFIX, syncSchedules } from '../../src/tasks/schedule-sync.ts';
-import { START, startTarget, startTestEmulator, type Target } from '../emulator/helpers.ts';
 import { type Browser, get, openDashboard, post } from '../helpers/admin-browser.ts';
 import { captureLogger } from '../helpers/capture-logger.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
@@ -28,6 +27,44 @@ function row(page: string, attr: 'data-queue' | 'data-schedule', name: string): 
   const m = new RegExp(`<tr ${attr}="${name}"[\\s\\S]*?</tr>`).exec(page);
   assert.ok(m, `a row for ${name}`);
   return m[0];
+}
+
+const START = Date.parse('2026-01-01T00:00:00.000Z');
+
+/**
+ * The emulator package on free ports, dispatching only on tick(), driven by the service's TestClock
+ * (which satisfies the emulator's own Clock port structurally).
+ */
+async function startTestEmulator(): Promise<{ emulator: Emulator; clock: TestClock }> {
+  const clock = new TestClock(START);
+  const emulator = await startEmulator({ grpcPort: 0, httpPort: 0, autoDispatch: false, clock });
+  return { emulator, clock };
+}
+
+interface Target {
+  url: string;
+  /** The paths pushed to it, in order. */
+  requests: { path: string }[];
+  close(): Promise<void>;
+}
+
+/** A local server standing for Cloud Run: answers 200 and records what was pushed. */
+async function startTarget(): Promise<Target> {
+  const requests: { path: string }[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push({ path: req.url ?? '' });
+    req.resume().on('end', () => res.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 const waiting = (r: string) => /data-tasks-waiting="([^"]+)"/.exec(r)?.[1];

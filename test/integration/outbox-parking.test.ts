@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { type Emulator, startEmulator } from '@backend/cloud-tasks-emulator';
 import { z } from 'zod';
 import type { CommandContext } from '../../src/cli/command-context.ts';
 import { runCli } from '../../src/cli/main.ts';
 import { auditEvents } from '../../src/domains/audit/audit.repository.ts';
-import { type Emulator, startEmulator } from '../../src/emulator/index.ts';
 import { type CloudClients, createCloudClients } from '../../src/tasks/cloud-clients.ts';
 import { defineTask } from '../../src/tasks/define-task.ts';
 import { type EnqueueTarget, TaskEnqueuer, taskIdFor } from '../../src/tasks/enqueue.ts';

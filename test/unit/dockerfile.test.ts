@@ -32,6 +32,17 @@ describe('Dockerfile', () => {
     assert.deepEqual(JSON.parse(cmd!.slice('CMD '.length)), ['serve']);
   });
 
+  test("each npm workspace's manifest is copied before npm ci, and its code into the image", () => {
+    const workspaces = (JSON.parse(read('package.json')) as { workspaces: string[] }).workspaces;
+    assert.deepEqual(workspaces, ['packages/*']);
+    const ci = instructions.findIndex((l) => /^RUN npm ci\b/.test(l));
+    const manifest = instructions.findIndex((l) =>
+      /^COPY packages\/cloud-tasks-emulator\/package\.json \.\/packages\/cloud-tasks-emulator\/$/.test(l),
+    );
+    assert.ok(manifest !== -1 && manifest < ci, 'npm ci sees the workspace it must link');
+    assert.ok(instructions.indexOf('COPY packages ./packages') > ci);
+  });
+
   test('the build context holds no local state, secrets or installed dependencies', () => {
     const ignore = read('.dockerignore')
       .split('\n')
@@ -43,7 +54,18 @@ describe('Dockerfile', () => {
         .slice(1)
         .map((l) => l.replace(/^!/, '').replace(/\/$/, ''))
         .sort(),
-      ['bin', 'migrations', 'package-lock.json', 'package.json', 'schema.sql', 'src'],
+      [
+        'bin',
+        'migrations',
+        'package-lock.json',
+        'package.json',
+        'packages/cloud-tasks-emulator/*.js',
+        'packages/cloud-tasks-emulator/bin',
+        'packages/cloud-tasks-emulator/package.json',
+        'packages/cloud-tasks-emulator/src',
+        'schema.sql',
+        'src',
+      ],
     );
   });
 });

@@ -136,8 +136,8 @@ export async function main(args: readonly string[]): Promise<number | undefined>
   try {
     await program.parseAsync([...args], { from: 'user' });
   } catch (err) {
-    // --help and --version end here with code 0 (commander has printed them); bad usage with 1.
-    if (err instanceof CommanderError) return err.exitCode;
+    // --help and --version end here with code 0 (commander has printed them); bad usage with 2.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     throw err;
   }
   try {

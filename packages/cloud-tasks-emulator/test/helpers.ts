@@ -1,19 +1,37 @@
 // Shared by the emulator tests: an emulator on random ports driven by a TestClock, the official
 // clients pointed at it over either transport, and a target server that records what arrives.
+// The package imports nothing from the service that uses it, so its test clock is its own.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CloudSchedulerClient } from '@google-cloud/scheduler';
 import { CloudTasksClient } from '@google-cloud/tasks';
 import { PassThroughClient } from 'google-auth-library';
 import * as gax from 'google-gax';
-import { TestClock } from '../../src/clock.ts';
 import {
+  type Clock,
   type Emulator,
   type EmulatorEventName,
   type EmulatorEvents,
   type EmulatorOptions,
   startEmulator,
-} from '../../src/emulator/index.ts';
+} from '../src/index.ts';
+
+/** A Clock (the emulator's port) that moves only when told to, so tests make work due instead of sleeping. */
+export class TestClock implements Clock {
+  #now: number;
+  constructor(start: number | string | Date = '2026-01-01T00:00:00.000Z') {
+    this.#now = new Date(start).getTime();
+  }
+  now(): number {
+    return this.#now;
+  }
+  set(to: number | string | Date): void {
+    this.#now = new Date(to).getTime();
+  }
+  advance(ms: number): void {
+    this.#now += ms;
+  }
+}
 
 export const PROJECT = 'dev';
 export const LOCATION = 'here';

@@ -283,7 +283,7 @@ for (const transport of TRANSPORTS) {
 
 describe('auto-dispatch', () => {
   test('without tick(), due tasks are delivered on the system clock', async (t) => {
-    const { startEmulator } = await import('../../src/emulator/index.ts');
+    const { startEmulator } = await import('../src/index.ts');
     const emulator = await startEmulator({ grpcPort: 0, httpPort: 0 });
     const target = await startTarget();
     const client = tasksClient(emulator, 'grpc');

@@ -4,9 +4,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CloudTasksClient } from '@google-cloud/tasks';
-import type { TestClock } from '../../src/clock.ts';
-import type { Emulator } from '../../src/emulator/index.ts';
-import { PARENT, rejection, startTarget, startTestEmulator, TRANSPORTS, tasksClient } from './helpers.ts';
+import type { Emulator } from '../src/index.ts';
+import {
+  PARENT,
+  rejection,
+  startTarget,
+  startTestEmulator,
+  type TestClock,
+  TRANSPORTS,
+  tasksClient,
+} from './helpers.ts';
 
 const QUEUE_MISSING =
   'Queue does not exist. If you just created the queue, wait at least a minute for the queue to initialize.';

@@ -9,8 +9,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { describe, test } from 'node:test';
 import type { CloudTasksClient } from '@google-cloud/tasks';
-import { type Emulator, type LogLevel, startEmulator } from '../../src/emulator/index.ts';
-import { hostAllowed, isLoopbackAddress } from '../../src/emulator/lockdown.ts';
+import { type Emulator, type LogLevel, startEmulator } from '../src/index.ts';
+import { hostAllowed, isLoopbackAddress } from '../src/lockdown.ts';
 import { collect, PARENT, startTarget, startTestEmulator, tasksClient } from './helpers.ts';
 
 interface Answer {

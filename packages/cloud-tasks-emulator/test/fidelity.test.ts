@@ -12,15 +12,9 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Command } from 'commander';
 import { decodeProtectedHeader } from 'jose';
-import {
-  type EmulatorCliOptions,
-  emulatorCommand,
-  emulatorOptions,
-  parseDuration,
-} from '../../src/cli/emulator.command.ts';
-import { TestClock } from '../../src/clock.ts';
-import { CLOUD_QUEUE_TOMBSTONE_MS, type Emulator, type LogLevel, startEmulator } from '../../src/emulator/index.ts';
-import { PARENT, rejection, startTarget, startTestEmulator, TRANSPORTS, tasksClient } from './helpers.ts';
+import { addEmulatorOptions, type EmulatorCliOptions, emulatorOptions, parseDuration } from '../src/cli.ts';
+import { CLOUD_QUEUE_TOMBSTONE_MS, type Emulator, type LogLevel, startEmulator } from '../src/index.ts';
+import { PARENT, rejection, startTarget, startTestEmulator, TestClock, TRANSPORTS, tasksClient } from './helpers.ts';
 
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
@@ -394,17 +388,15 @@ describe('names the emulator generated', () => {
 });
 
 describe('the command line', () => {
-  /** The options `backend emulator …args` parses to, without starting anything. */
+  /** The options `cloud-tasks-emulator …args` parses to, without starting anything. */
   async function parse(args: string[]): Promise<EmulatorCliOptions> {
-    const program = new Command().exitOverride();
-    emulatorCommand(program);
     let parsed: EmulatorCliOptions | undefined;
-    program.commands
-      .find((c) => c.name() === 'emulator')!
-      .action((options: EmulatorCliOptions) => {
+    const program = addEmulatorOptions(new Command('cloud-tasks-emulator').exitOverride()).action(
+      (options: EmulatorCliOptions) => {
         parsed = options;
-      });
-    await program.parseAsync(['emulator', ...args], { from: 'user' });
+      },
+    );
+    await program.parseAsync(args, { from: 'user' });
     return parsed!;
   }
 

@@ -4,13 +4,13 @@ import type { Deliverer, DeliveryResult, PendingDelivery } from './deliver.ts';
 import type { EmulatorEmitter } from './events.ts';
 import type { Journal } from './journal.ts';
 import type { Signer } from './oidc.ts';
-import type { EmulatorClock } from './time.ts';
+import type { Clock } from './time.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFn = (level: LogLevel, message: string, data?: object) => void;
 
 export interface EmulatorContext {
-  readonly clock: EmulatorClock;
+  readonly clock: Clock;
   readonly events: EmulatorEmitter;
   journal: Journal;
   /** True when a data directory backs the journal (records are worth building). */

@@ -2,16 +2,17 @@
 // protobuf Timestamp/Duration shapes the two transports carry.
 
 /**
- * The emulator's only source of "now", so tests can make retries and schedules due. It is the
- * service's Clock port (src/clock.ts) under the emulator's name, declared here because the emulator
- * imports nothing else from src/: any Clock, and the tests' TestClock, is an EmulatorClock.
+ * The emulator's clock port, its only source of "now", so tests can make retries and schedules due.
+ * The emulator is a product of its own, so it declares the port itself rather than importing the
+ * clock of a program that embeds it: any object with this method fits, structurally (a service's
+ * own test clock included).
  */
-export interface EmulatorClock {
+export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number;
 }
 
-export const systemClock: EmulatorClock = { now: () => Date.now() };
+export const systemClock: Clock = { now: () => Date.now() };
 
 /** google.protobuf.Timestamp / Duration as protobufjs objects carry them (longs as numbers or strings). */
 export interface ProtoTime {

@@ -1,4 +1,4 @@
-// State in a data directory survives a kill: `backend emulator` is run as a child process, given
+// State in a data directory survives a kill: `cloud-tasks-emulator` is run as a child process, given
 // queues, tasks and a job, and SIGKILLed; an emulator restarted on the same directory still has
 // every acknowledged task and delivers it. Also the command's help, bad usage and clean stop.
 import assert from 'node:assert/strict';
@@ -19,7 +19,7 @@ import {
   tasksClient,
 } from './helpers.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/backend.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../bin/cloud-tasks-emulator.js', import.meta.url));
 
 interface Child {
   process: ChildProcess;
@@ -70,7 +70,7 @@ describe('persistence', () => {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    const child = runCli(['emulator', '--grpc-port', '0', '--http-port', '0', '--data-dir', dir]);
+    const child = runCli(['--grpc-port', '0', '--http-port', '0', '--data-dir', dir]);
     t.after(() => child.process.kill('SIGKILL'));
     const { grpcPort, httpPort, httpUrl } = await ports(child);
     const remote = { grpcPort, httpPort };
@@ -161,19 +161,19 @@ describe('persistence', () => {
   });
 });
 
-describe('backend emulator', () => {
+describe('cloud-tasks-emulator', () => {
   test('--help describes the options and exits 0; a bad port exits 2', async () => {
-    const help = runCli(['emulator', '--help']);
+    const help = runCli(['--help']);
     assert.equal(await help.exit, 0);
     for (const option of ['--grpc-port', '--http-port', '--data-dir', '--host'])
       assert.match(help.output(), new RegExp(option));
-    const bad = runCli(['emulator', '--http-port', 'eighty']);
+    const bad = runCli(['--http-port', 'eighty']);
     assert.equal(await bad.exit, 2);
     assert.match(bad.output(), /--http-port/);
   });
 
   test('prints the endpoints and client settings, serves them, and stops cleanly on SIGTERM', async (t) => {
-    const child = runCli(['emulator', '--grpc-port', '0', '--http-port', '0']);
+    const child = runCli(['--grpc-port', '0', '--http-port', '0']);
     t.after(() => child.process.kill('SIGKILL'));
     const { grpcPort, httpUrl } = await ports(child);
     assert.match(child.output(), new RegExp(`CLOUD_TASKS_EMULATOR_HOST=127\\.0\\.0\\.1:${grpcPort}`));

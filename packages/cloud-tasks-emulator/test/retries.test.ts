@@ -2,7 +2,7 @@
 // example, and the stop rule (max attempts AND max retry duration both met).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { backoffDelayMs } from '../../src/emulator/index.ts';
+import { backoffDelayMs } from '../src/index.ts';
 import { collect, PARENT, rejection, startTarget, startTestEmulator, tasksClient } from './helpers.ts';
 
 describe('backoff formula', () => {

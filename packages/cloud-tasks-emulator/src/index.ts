@@ -1,6 +1,6 @@
-// The embedded Cloud Tasks v2 + Cloud Scheduler v1 emulator: one core served over gRPC and
-// REST/JSON, dispatching to HTTP targets as the real services do. Imports nothing from the rest
-// of the application, so it could be published on its own.
+// @backend/cloud-tasks-emulator: the Cloud Tasks v2 + Cloud Scheduler v1 emulator, one core served
+// over gRPC and REST/JSON, dispatching to HTTP targets as the real services do. A package of its
+// own: it imports nothing from the programs that use it (README.md).
 import { CloudSchedulerService } from './cloud-scheduler.ts';
 import { CloudTasksService } from './cloud-tasks.ts';
 import { Attempts, type EmulatorContext, type LogFn } from './context.ts';
@@ -12,7 +12,7 @@ import { exposureWarning, isLoopbackAddress } from './lockdown.ts';
 import { Signer } from './oidc.ts';
 import { loadServices } from './protos.ts';
 import { startRestServer } from './rest-server.ts';
-import { type EmulatorClock, systemClock } from './time.ts';
+import { type Clock, systemClock } from './time.ts';
 
 export { backoffDelayMs } from './backoff.ts';
 export type { LogFn, LogLevel } from './context.ts';
@@ -25,7 +25,7 @@ export type {
   WaitForOptions,
 } from './events.ts';
 export { EmulatorEmitter } from './events.ts';
-export type { EmulatorClock } from './time.ts';
+export type { Clock } from './time.ts';
 export { CLOUD_QUEUE_TOMBSTONE_MS } from './tombstones.ts';
 
 export const DEFAULT_GRPC_PORT = 8123;
@@ -48,7 +48,7 @@ export interface EmulatorOptions {
   /** Where queues, tasks, tombstones, jobs and the signing key are kept; unset keeps everything in memory. */
   dataDir?: string;
   /** The source of "now" for schedules, retries, rate limits and tokens. (Default: the system clock) */
-  clock?: EmulatorClock;
+  clock?: Clock;
   /** false: nothing is dispatched until tick() is called, for tests. (Default: true) */
   autoDispatch?: boolean;
   /** How long a finished or deleted named task's name stays blocked. (Default: 1 h, as Cloud Tasks) */
