@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import dns from 'node:dns';
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import {
   createSafeFetcher,
@@ -624,4 +624,92 @@ test('an IPv4-mapped IPv6 address is judged as the IPv4 address it carries', () 
 test('without a port in the URL, the scheme’s own port (80, 443) must be allowed', async () => {
   await refusal(fetcher({ allowedPorts: [443] }).fetch('http://public.example/'), 'port_not_allowed');
   await refusal(fetcher({ allowedPorts: [80] }).fetch('https://public.example/'), 'port_not_allowed');
+});
+
+/**
+ * The connections `server` has accepted, counted after a probe connection of our own was accepted:
+ * connections are accepted in the order they were made, so one the fetcher opened (and dropped)
+ * before the probe is already counted. Without this, "no connection was made" could pass only
+ * because the server had not accepted it yet.
+ */
+async function acceptedBefore(server: TestServer, httpServer: http.Server): Promise<number> {
+  const accepted = once(httpServer, 'connection');
+  const probe = net.connect(server.port, '127.0.0.1');
+  probe.on('error', () => {});
+  await accepted;
+  probe.destroy();
+  return server.connections - 1;
+}
+
+test('a name that does not resolve, or resolves to nothing, is a network error (retryable), not a blocked address', async () => {
+  const unknown = fetcher({ lookup: fakeLookup({}) });
+  const err = await refusal(unknown.fetch('http://no-such-host.test/'), 'network_error');
+  assert.equal(err.retryable, true);
+  assert.match(err.message, /ENOTFOUND no-such-host\.test/);
+  // A lookup that answers neither an error nor an address.
+  const empty = ((_host: string, _o: dns.LookupOptions, cb: (...args: unknown[]) => void) =>
+    cb(null, undefined)) as unknown as LookupFunction;
+  const nothing = await refusal(fetcher({ lookup: empty }).fetch('http://empty.test/'), 'network_error');
+  assert.equal(nothing.retryable, true);
+  assert.match(nothing.message, /no address for empty\.test/);
+});
+
+test('lookups without { all: true } (family auto-selection off) are filtered too', async (ctx) => {
+  const site = await serve(html('<p>public page</p>'), '127.0.0.2');
+  const secret = await serve(html('<p>secret</p>'), '127.0.0.1');
+  const secretServer = servers.at(-1)!;
+  const seen: dns.LookupOptions[] = [];
+  const table = fakeLookup({ 'public.test': ['127.0.0.2'], 'rebind.test': ['127.0.0.1'] });
+  const lookup = ((host: string, o: dns.LookupOptions, cb: (...args: unknown[]) => void) => {
+    seen.push(o);
+    (table as unknown as (h: string, o: dns.LookupOptions, cb: (...args: unknown[]) => void) => void)(host, o, cb);
+  }) as unknown as LookupFunction;
+  const autoSelect = net.getDefaultAutoSelectFamily();
+  net.setDefaultAutoSelectFamily(false);
+  ctx.after(() => net.setDefaultAutoSelectFamily(autoSelect));
+  const f = fetcher({ lookup, allowCidrs: ['127.0.0.2/32'], allowedPorts: [site.port, secret.port] });
+  assert.match((await f.fetch(`http://public.test:${site.port}/`)).html, /public page/);
+  const err = await refusal(f.fetch(`http://rebind.test:${secret.port}/`), 'blocked_address');
+  assert.match(err.message, /blocked address 127\.0\.0\.1 for rebind\.test/);
+  assert.ok(seen.length >= 2 && seen.every((o) => !o.all), 'the lookups were single-answer ones');
+  assert.equal(await acceptedBefore(secret, secretServer), 0, 'refused at lookup, before any connection');
+});
+
+test('an IP literal allowed by allowCidrs is connected to; the address checks use the same rule', async () => {
+  const site = await serve(html('<p>allowed literal</p>'), '127.0.0.2');
+  const f = fetcher({ allowCidrs: ['127.0.0.2/32'], allowedPorts: [site.port] });
+  const page = await f.fetch(`http://127.0.0.2:${site.port}/`);
+  assert.match(page.html, /allowed literal/);
+  assert.equal(site.requests, 1);
+  await refusal(f.fetch(`http://127.0.0.3:${site.port}/`), 'blocked_address');
+});
+
+test('allowPrivateNetworks still resolves names with the lookup it is given', async () => {
+  const server = await serve(html('<p>dev page</p>'));
+  const calls: string[] = [];
+  const f = fetcher({ allowPrivateNetworks: true, lookup: fakeLookup({ 'dev.test': ['127.0.0.1'] }, calls) });
+  assert.match((await f.fetch(`http://dev.test:${server.port}/`)).html, /dev page/);
+  assert.deepEqual(calls, ['dev.test']);
+});
+
+test('each refusal names what was refused, and the URL it refused', async () => {
+  const f = fetcher({ lookup: fakeLookup({}) });
+  const long = `not a url ${'x'.repeat(300)}`;
+  const invalid = await refusal(f.fetch(long), 'invalid_url');
+  assert.equal(invalid.message, `not a valid URL: ${long.slice(0, 200)}`);
+  assert.equal(invalid.url, long);
+  const cases: Array<[string, RefusalReason, string]> = [
+    ['ftp://example.com/x', 'unsupported_scheme', 'scheme ftp: is not http or https'],
+    ['http://user:pass@example.com/', 'credentials_in_url', 'the URL carries credentials'],
+    ['http://10.0.0.1/', 'blocked_address', 'blocked address 10.0.0.1'],
+    ['http://[fd00::1]/', 'blocked_address', 'blocked address fd00::1'],
+    ['http://LocalHost./', 'blocked_address', 'blocked host localhost.'],
+    ['http://example.com:8080/', 'port_not_allowed', 'port 8080 is not allowed'],
+    ['https://example.com:8443/', 'port_not_allowed', 'port 8443 is not allowed'],
+  ];
+  for (const [url, reason, message] of cases) {
+    const err = await refusal(f.fetch(url), reason);
+    assert.equal(err.message, message, url);
+    assert.equal(err.url, new URL(url).href, url);
+  }
 });
