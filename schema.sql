@@ -213,6 +213,22 @@ CREATE TABLE stripe_unmatched_payments (
   CONSTRAINT stripe_unmatched_payments_pkey PRIMARY KEY (event_id)
 );
 
+CREATE TABLE task_attempts (
+  run_id bigint NOT NULL,
+  attempt integer NOT NULL,
+  task text NOT NULL,
+  status text NOT NULL,
+  started_at timestamp with time zone NOT NULL,
+  finished_at timestamp with time zone NOT NULL,
+  duration_ms double precision NOT NULL,
+  error text,
+  retry_count integer,
+  CONSTRAINT task_attempts_pkey PRIMARY KEY (run_id, attempt),
+  CONSTRAINT task_attempts_status_check CHECK ((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'dead'::text])))
+);
+
+CREATE INDEX task_attempts_finished_at_idx ON task_attempts USING btree (finished_at) INCLUDE (task, status, started_at);
+
 CREATE TABLE task_outbox (
   id bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
   task text NOT NULL,
@@ -248,7 +264,6 @@ CREATE TABLE task_runs (
   cloud_task_name text,
   queue_name text,
   delivery jsonb DEFAULT '{}'::jsonb NOT NULL,
-  attempt_history jsonb DEFAULT '[]'::jsonb NOT NULL,
   replays integer DEFAULT 0 NOT NULL,
   created_at timestamp with time zone NOT NULL,
   started_at timestamp with time zone,
@@ -259,13 +274,10 @@ CREATE TABLE task_runs (
   CONSTRAINT task_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'succeeded'::text, 'failed'::text, 'dead'::text])))
 );
 
-CREATE INDEX task_runs_finished_at_idx ON task_runs USING btree (finished_at) INCLUDE (task, status, started_at) WHERE (finished_at IS NOT NULL);
-CREATE INDEX task_runs_running_idx ON task_runs USING btree (updated_at DESC) WHERE ((status = 'running'::text) AND (lease_expires_at IS NOT NULL));
-CREATE INDEX task_runs_status_updated_at_idx ON task_runs USING btree (status, updated_at DESC) WHERE (status = ANY (ARRAY['failed'::text, 'dead'::text]));
-CREATE INDEX task_runs_task_failures_idx ON task_runs USING btree (task, status, updated_at DESC) WHERE (status = ANY (ARRAY['failed'::text, 'dead'::text]));
+CREATE INDEX task_runs_activity_idx ON task_runs USING btree (COALESCE(started_at, created_at) DESC);
+CREATE INDEX task_runs_failures_idx ON task_runs USING btree (COALESCE(started_at, created_at) DESC) WHERE (last_error IS NOT NULL);
+CREATE INDEX task_runs_task_activity_idx ON task_runs USING btree (task, COALESCE(started_at, created_at) DESC);
 CREATE UNIQUE INDEX task_runs_task_key_unique ON task_runs USING btree (idempotency_key text_pattern_ops, task);
-CREATE INDEX task_runs_task_updated_at_idx ON task_runs USING btree (task, updated_at DESC);
-CREATE INDEX task_runs_updated_at_idx ON task_runs USING btree (updated_at DESC);
 
 CREATE TABLE whatsapp_contact_former_ids (
   former_id text NOT NULL,

@@ -65,9 +65,9 @@ const SEED_RUNS = `
                 WHEN r < 25 THEN 'dead' WHEN r < 55 THEN 'failed' ELSE 'succeeded' END AS status,
            CASE WHEN r < 55 THEN 2 + (r % 3) ELSE 1 END AS attempts
       FROM base
-  )
+  ), runs AS (
   INSERT INTO task_runs (task, idempotency_key, status, attempts, lease_expires_at, payload, payload_hash, result,
-                         last_error, cloud_task_name, queue_name, delivery, attempt_history, replays,
+                         last_error, cloud_task_name, queue_name, delivery, replays,
                          created_at, started_at, finished_at, updated_at)
   SELECT task, 'key-' || lpad(i::text, 7, '0'), status, attempts,
          CASE WHEN status = 'running' THEN at + interval '5 minutes' END,
@@ -78,19 +78,21 @@ const SEED_RUNS = `
          'projects/local/locations/us-central1/queues/default/tasks/t' || i, 'default',
          jsonb_build_object('X-CloudTasks-QueueName', 'default', 'X-CloudTasks-TaskName', 't' || i,
                             'X-CloudTasks-TaskRetryCount', (attempts - 1)::text),
-         (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                    'attempt', a, 'status', CASE WHEN a < attempts THEN 'failed' ELSE status END,
-                    'startedAt', at - (attempts - a) * interval '30 seconds' - ms * interval '1 millisecond',
-                    'finishedAt', at - (attempts - a) * interval '30 seconds',
-                    'durationMs', ms, 'error', CASE WHEN a < attempts OR status IN ('failed', 'dead') THEN 'Graph API answered 500' END,
-                    'retryCount', a - 1)), '[]'::jsonb)
-            FROM generate_series(1, CASE WHEN status = 'running' THEN attempts - 1 ELSE attempts END) AS a),
          CASE WHEN r % 200 = 0 THEN 1 ELSE 0 END,
          at - (attempts - 1) * interval '30 seconds' - ms * interval '1 millisecond',
          at - ms * interval '1 millisecond',
          CASE WHEN status <> 'running' THEN at END,
          at
-    FROM shaped`;
+    FROM shaped
+  RETURNING id, idempotency_key)
+  -- Each finished attempt a task_attempts row (migration 0017).
+  INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error, retry_count)
+  SELECT runs.id, a, s.task, CASE WHEN a < s.attempts THEN 'failed' ELSE s.status END,
+         s.at - (s.attempts - a) * interval '30 seconds' - s.ms * interval '1 millisecond',
+         s.at - (s.attempts - a) * interval '30 seconds', s.ms,
+         CASE WHEN a < s.attempts OR s.status IN ('failed', 'dead') THEN 'Graph API answered 500' END, a - 1
+    FROM runs JOIN shaped s ON runs.idempotency_key = 'key-' || lpad(s.i::text, 7, '0')
+   CROSS JOIN generate_series(1, CASE WHEN s.status = 'running' THEN s.attempts - 1 ELSE s.attempts END) AS a`;
 
 // hashint: a cheap deterministic spread (no random(), so every run of the benchmark seeds the same rows).
 const HASHINT = `

@@ -113,8 +113,8 @@ function filterForm(filter: RunFilter, tasks: string[]): SafeHtml {
   return html`<form class="filters" method="get" action="/admin/runs" aria-label="Filter runs">
 <label>Task <select name="task">${option('', 'all tasks', filter.task === undefined)}${taskNames.map((t) => option(t, t, t === filter.task))}</select></label>
 <label>Status <select name="status">${option('', 'any status', filter.status === undefined)}${RUN_STATUSES.map((s) => option(s, s, s === filter.status))}</select></label>
-<label>Last activity from (UTC) <input type="datetime-local" step="1" name="from" value="${filter.from ? inputTime(filter.from) : ''}"></label>
-<label>Last activity before (UTC) <input type="datetime-local" step="1" name="to" value="${filter.to ? inputTime(filter.to) : ''}"></label>
+<label>Latest attempt started from (UTC) <input type="datetime-local" step="1" name="from" value="${filter.from ? inputTime(filter.from) : ''}"></label>
+<label>Latest attempt started before (UTC) <input type="datetime-local" step="1" name="to" value="${filter.to ? inputTime(filter.to) : ''}"></label>
 <label>Idempotency key starts with <input type="search" name="key" value="${filter.keyPrefix ?? ''}" placeholder="key or its start"></label>
 <button type="submit">Filter</button>
 <a class="button secondary" href="/admin/runs">Clear</a>
@@ -124,10 +124,10 @@ function filterForm(filter: RunFilter, tasks: string[]): SafeHtml {
 function runsTable(rows: RunListRow[]): SafeHtml {
   if (rows.length === 0) return html`<p class="muted">No runs match.</p>`;
   return html`<table aria-label="Task runs">
-<thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Idempotency key</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col" class="num">Duration</th><th scope="col">Last activity</th><th scope="col">Last error</th></tr></thead>
+<thead><tr><th scope="col">Run</th><th scope="col">Task</th><th scope="col">Idempotency key</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th><th scope="col" class="num">Duration</th><th scope="col">Latest attempt started</th><th scope="col">Last error</th></tr></thead>
 <tbody>${rows.map(
     (r) =>
-      html`<tr data-run-id="${r.id}" data-status="${r.status}"><td><a href="/admin/runs/${r.id}">#${r.id}</a></td><td>${r.task}</td><td class="mono">${r.idempotency_key}</td><td>${badge(r.status)}${r.replays > 0 ? html` <span class="muted">replayed ${r.replays}×</span>` : ''}</td><td class="num">${r.attempts}</td><td class="num">${duration(r.duration_ms)}</td><td>${utcTime(r.updated_at)}</td><td>${r.last_error ?? ''}</td></tr>`,
+      html`<tr data-run-id="${r.id}" data-status="${r.status}"><td><a href="/admin/runs/${r.id}">#${r.id}</a></td><td>${r.task}</td><td class="mono">${r.idempotency_key}</td><td>${badge(r.status)}${r.replays > 0 ? html` <span class="muted">replayed ${r.replays}×</span>` : ''}</td><td class="num">${r.attempts}</td><td class="num">${duration(r.duration_ms)}</td><td>${utcTime(r.activity_at)}</td><td>${r.last_error ?? ''}</td></tr>`,
   )}</tbody>
 </table>`;
 }

@@ -1,8 +1,8 @@
 // The SQL of the dashboard's runs, overview, outbox and health pages: each statement a named
-// constant with its purpose, every list a keyset page on an index (migrations 0002, 0004, 0011, 0016),
+// constant with its purpose, every list a keyset page on an index (migrations 0016, 0017),
 // and EXPLAIN_CASES for the benchmark (bench/dashboard.bench.ts prints their plans).
 import type { Queryable } from '../db/db.ts';
-import type { RunStatus } from '../tasks/task-runs.repository.ts';
+import { RUN_ACTIVITY, type RunStatus } from '../tasks/task-runs.repository.ts';
 import type { ExplainCase } from './explain.ts';
 
 // The benchmark imports the type from here with the runs' cases.
@@ -14,15 +14,15 @@ export const RUN_STATUSES: readonly RunStatus[] = ['running', 'succeeded', 'fail
 export interface RunFilter {
   task?: string | undefined;
   status?: RunStatus | undefined;
-  /** Last activity (updated_at) at or after. */
+  /** Latest attempt started (RUN_ACTIVITY) at or after. */
   from?: Date | undefined;
-  /** Last activity (updated_at) before. */
+  /** Latest attempt started (RUN_ACTIVITY) before. */
   to?: Date | undefined;
   /** Idempotency keys starting with this text (an exact key is its own prefix). */
   keyPrefix?: string | undefined;
 }
 
-/** The last row of a page: its updated_at to the microsecond (as PostgreSQL wrote it) and id. */
+/** The last row of a page: its RUN_ACTIVITY to the microsecond (as PostgreSQL wrote it) and id. */
 export interface RunCursor {
   at: string;
   id: number;
@@ -38,6 +38,8 @@ export interface RunListRow {
   last_error: string | null;
   created_at: Date;
   updated_at: Date;
+  /** When the latest attempt started (RUN_ACTIVITY): what the list is ordered by. */
+  activity_at: Date;
   duration_ms: number | null;
   cursor_at: string;
 }
@@ -45,13 +47,17 @@ export interface RunListRow {
 // The list's columns; the error is cut short (the run's page has all of it). cursor_at keeps the
 // microseconds a JavaScript Date would drop, so the next page starts exactly after this row.
 const RUN_LIST_COLUMNS = `id, task, idempotency_key, status, attempts, replays, left(last_error, 300) AS last_error,
-  created_at, updated_at,
+  created_at, updated_at, ${RUN_ACTIVITY} AS activity_at,
   (extract(epoch FROM finished_at - started_at) * 1000)::float8 AS duration_ms,
-  to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at`;
+  to_char(${RUN_ACTIVITY} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at`;
 
-// Running runs are found through their own small partial index (0011), whose predicate names the
-// lease so that no statement of the push path can ever be planned on it (see the migration).
+// No index tells running runs from finished ones (migration 0017: any such index would have to
+// change when a run succeeds, and the push path's completion would stop being HOT): the running
+// list walks the newest runs, and a page of running runs costs the runs started since the oldest
+// of them.
 const RUNNING = `status = 'running' AND lease_expires_at IS NOT NULL`;
+// Failed and dead runs always have an error: naming it lets the planner use their partial index.
+const FAILED_OR_DEAD = (status: 'failed' | 'dead') => `last_error IS NOT NULL AND status = '${status}'`;
 
 /** Escapes LIKE's wildcards, so a key prefix is matched literally. */
 export function likePrefix(prefix: string): string {
@@ -71,24 +77,27 @@ function whereFor(filter: RunFilter, cursor?: RunCursor): { where: string; param
   // the partial indexes whatever plan it keeps for the statement.
   if (filter.status !== undefined && !RUN_STATUSES.includes(filter.status)) throw new Error('unknown status');
   if (filter.status === 'running') clauses.push(RUNNING);
+  else if (filter.status === 'failed' || filter.status === 'dead') clauses.push(FAILED_OR_DEAD(filter.status));
   else if (filter.status !== undefined) clauses.push(`status = '${filter.status}'`);
-  if (filter.from !== undefined) clauses.push(`updated_at >= ${p(filter.from)}`);
-  if (filter.to !== undefined) clauses.push(`updated_at < ${p(filter.to)}`);
+  if (filter.from !== undefined) clauses.push(`${RUN_ACTIVITY} >= ${p(filter.from)}`);
+  if (filter.to !== undefined) clauses.push(`${RUN_ACTIVITY} < ${p(filter.to)}`);
   if (filter.keyPrefix !== undefined) clauses.push(`idempotency_key LIKE ${p(likePrefix(filter.keyPrefix))}`);
   if (cursor) {
-    // Spelled out rather than as a row comparison, so the index on updated_at bounds the scan.
+    // Spelled out rather than as a row comparison, so the index on RUN_ACTIVITY bounds the scan.
     const at = p(cursor.at);
-    clauses.push(`updated_at <= ${at}::timestamptz AND (updated_at < ${at}::timestamptz OR id < ${p(cursor.id)})`);
+    clauses.push(
+      `${RUN_ACTIVITY} <= ${at}::timestamptz AND (${RUN_ACTIVITY} < ${at}::timestamptz OR id < ${p(cursor.id)})`,
+    );
   }
   return { where: clauses.length ? `WHERE ${clauses.join(' AND ')}` : '', params };
 }
 
-/** Runs newest first (by last activity), one page of a keyset pagination. */
+/** Runs newest first (by when their latest attempt started), one page of a keyset pagination. */
 export function runListQuery(filter: RunFilter, cursor: RunCursor | undefined, limit: number) {
   const { where, params } = whereFor(filter, cursor);
   params.push(limit);
   return {
-    sql: `SELECT ${RUN_LIST_COLUMNS} FROM task_runs ${where} ORDER BY updated_at DESC, id DESC LIMIT $${params.length}`,
+    sql: `SELECT ${RUN_LIST_COLUMNS} FROM task_runs ${where} ORDER BY ${RUN_ACTIVITY} DESC, id DESC LIMIT $${params.length}`,
     params,
   };
 }
@@ -108,7 +117,7 @@ export function deadRunIdsQuery(filter: RunFilter, limit: number) {
   const { where, params } = whereFor({ ...filter, status: 'dead' });
   params.push(limit);
   return {
-    sql: `SELECT id FROM task_runs ${where} ORDER BY updated_at DESC, id DESC LIMIT $${params.length}`,
+    sql: `SELECT id FROM task_runs ${where} ORDER BY ${RUN_ACTIVITY} DESC, id DESC LIMIT $${params.length}`,
     params,
   };
 }
@@ -119,10 +128,11 @@ export function deadRunCountQuery(filter: RunFilter) {
   return { sql: `SELECT count(*)::int AS n FROM task_runs ${where}`, params };
 }
 
-// Overview: each run counts once, in the minute its latest attempt finished, with its outcome.
+// Overview: each finished attempt counts once, in the minute it finished, with its outcome (from
+// task_attempts since migration 0017; a delivery refused before any handler ran is no attempt).
 export const RUNS_PER_MINUTE = `
   SELECT floor(extract(epoch FROM finished_at) / 60)::int8 AS minute, status, count(*)::int AS n
-    FROM task_runs WHERE finished_at > $1 AND finished_at <= $2
+    FROM task_attempts WHERE finished_at > $1 AND finished_at <= $2
    GROUP BY 1, 2`;
 
 /** Duration buckets per natural-log unit: bucket i holds [e^((i-1)/16), e^(i/16)) ms, 6.4 % wide, so a
@@ -130,21 +140,21 @@ export const RUNS_PER_MINUTE = `
 export const DURATION_BUCKETS_PER_LN = 16;
 
 // Overview: per task over the day ($2..$3), split at its last hour ($1) and by failed or not, how
-// many runs finished, with the latest attempt's duration as a log-scale histogram (NULL bucket: no
-// start recorded). One pass over the day's index entries with a hash aggregate: no sort, and
-// width_bucket compares intervals (computing a duration in milliseconds per row goes through
-// numeric and cost several times more). The page reads p50 and p95 from the buckets.
+// many attempts finished, with their durations as a log-scale histogram. One pass over the day's
+// index entries of task_attempts (index-only: the index includes what is read) with a hash
+// aggregate: no sort, and width_bucket compares intervals (computing a duration in milliseconds per
+// row goes through numeric and cost several times more). The page reads p50 and p95 from the buckets.
 export const TASK_HISTOGRAM = `
   SELECT task, finished_at > $1 AS in_hour, status IN ('failed', 'dead') AS failed,
          width_bucket(finished_at - started_at,
                       (SELECT array_agg(exp(k / ${DURATION_BUCKETS_PER_LN}.0) * interval '1 millisecond' ORDER BY k)
                          FROM generate_series(0, 299) AS k)) AS bucket,
          count(*)::int AS n
-    FROM task_runs WHERE finished_at > $2 AND finished_at <= $3
+    FROM task_attempts WHERE finished_at > $2 AND finished_at <= $3
    GROUP BY 1, 2, 3, 4`;
 
-// Overview headline: dead runs waiting for an operator (index-only on the status index).
-export const DEAD_RUNS = `SELECT count(*)::int AS n FROM task_runs WHERE status = 'dead'`;
+// Overview headline: dead runs waiting for an operator (through the failures index of 0017).
+export const DEAD_RUNS = `SELECT count(*)::int AS n FROM task_runs WHERE last_error IS NOT NULL AND status = 'dead'`;
 
 // Overview headline and the outbox page: rows waiting to be sent (parked ones included, and
 // counted apart), and the oldest one's age.

@@ -10,6 +10,7 @@
 // the time budget is spent, or the handler's deadline nears; what is left waits for the next day.
 import { z } from 'zod';
 import { defineTask } from './define-task.ts';
+import { RUN_ACTIVITY } from './task-runs.repository.ts';
 
 declare module './define-task.ts' {
   interface TaskServices {
@@ -22,11 +23,20 @@ const DEFAULT_BATCH = 1000;
 /** Well inside the 300 s deadline: the rest waits for tomorrow's run. */
 const DEFAULT_BUDGET_SECONDS = 120;
 
-/** One batch: $1 the cutoff, $2 the batch size. Exported for the tests. */
+/**
+ * One batch: $1 the cutoff, $2 the batch size; returns `deleted`, the runs deleted. A run's attempts
+ * (task_attempts, at most its queue's attempts each) go in the same statement, so both tables stay
+ * bounded by the same retention. Old runs are found newest-attempt-first on the activity index of
+ * migration 0017 (the latest attempt started before the cutoff). Exported for the tests.
+ */
 export const PRUNE_BATCH_SQL = `
-  DELETE FROM task_runs WHERE id IN (
-    SELECT id FROM task_runs WHERE status IN ('succeeded', 'dead') AND updated_at < $1
-     ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`;
+  WITH runs AS (
+    DELETE FROM task_runs WHERE id IN (
+      SELECT id FROM task_runs WHERE status IN ('succeeded', 'dead') AND ${RUN_ACTIVITY} < $1
+       ORDER BY ${RUN_ACTIVITY} LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING id),
+  attempts AS (DELETE FROM task_attempts WHERE run_id IN (SELECT id FROM runs))
+  SELECT count(*)::int AS deleted FROM runs`;
 
 export const pruneRunsTask = defineTask({
   name: 'maintenance.prune_runs',
@@ -52,11 +62,12 @@ export const pruneRunsTask = defineTask({
     let batches = 0;
     let complete = false;
     while (!ctx.signal.aborted) {
-      const r = await ctx.db.query(PRUNE_BATCH_SQL, [cutoff, batchSize]);
-      deleted += r.rowCount;
+      const r = await ctx.db.query<{ deleted: number }>(PRUNE_BATCH_SQL, [cutoff, batchSize]);
+      const n = r.rows[0]?.deleted ?? 0;
+      deleted += n;
       batches += 1;
       // A short batch means nothing old is left but rows other transactions hold (skipped).
-      if (r.rowCount < batchSize) {
+      if (n < batchSize) {
         complete = true;
         break;
       }

@@ -5,6 +5,14 @@ import { pgJson, pgTextOrNull } from '../db/pg-text.ts';
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'dead';
 
+/**
+ * When a run's latest attempt started (a refused delivery: when it was recorded): what lists order
+ * by and filter on. Migration 0017 indexes this expression; a completion never changes it.
+ */
+export const RUN_ACTIVITY = 'coalesce(started_at, created_at)';
+
+const FAILURE: ReadonlySet<RunStatus> = new Set(['failed', 'dead']);
+
 export interface AttemptEntry {
   attempt: number;
   status: 'succeeded' | 'failed' | 'dead';
@@ -103,53 +111,80 @@ const WHY_NOT_CLAIMED_MANY = `
 const WHY_NOT_CLAIMED = `
   SELECT id, status, lease_expires_at, payload_hash FROM task_runs WHERE task = $1 AND idempotency_key = $2`;
 
-// Finish an attempt, fenced: only the attempt that holds the run may finish it.
+// Finish an attempt, fenced: only the attempt that holds the run may finish it; the attempt is
+// appended to task_attempts in the same statement. No index of task_runs names a column that a
+// first attempt's success changes (migration 0017), so that update is HOT: it writes no index entry.
+// A failure always records an error (coalesce): failed and dead runs are indexed by it.
 const FINISH_ATTEMPT = `
-  UPDATE task_runs
-     SET status = $3, result = $4, last_error = $5, lease_expires_at = NULL, finished_at = $6, updated_at = $6,
-         attempt_history = attempt_history || jsonb_build_array($7::jsonb)
-   WHERE id = $1 AND attempts = $2 AND status = 'running'`;
+  WITH run AS (
+    UPDATE task_runs
+       SET status = $3, result = $4, last_error = CASE WHEN $3 = 'succeeded' THEN NULL ELSE coalesce($5, '') END,
+           lease_expires_at = NULL, finished_at = $6, updated_at = $6
+     WHERE id = $1 AND attempts = $2 AND status = 'running'
+    RETURNING id, task)
+  INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error, retry_count)
+  SELECT id, $2::int, task, $3::text, $7::timestamptz, $6::timestamptz, $8::float8, $5::text, $9::int FROM run`;
 
 // FINISH_ATTEMPT for many attempts in one statement, each fenced by its own (id, attempts). Rows are
 // sorted by id; one run appears at most once in a batch.
 const FINISH_ATTEMPTS = `
-  UPDATE task_runs AS t
-     SET status = u.status, result = u.result, last_error = u.error, lease_expires_at = NULL,
-         finished_at = u.finished, updated_at = u.finished,
-         attempt_history = t.attempt_history || jsonb_build_array(u.entry)
-    FROM unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::jsonb[])
-         AS u(id, attempts, status, result, error, finished, entry)
-   WHERE t.id = u.id AND t.attempts = u.attempts AND t.status = 'running'
-  RETURNING t.id`;
+  WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[],
+                         $7::timestamptz[], $8::float8[], $9::int[])
+           AS u(id, attempts, status, result, error, finished, started, duration, retry_count)),
+  run AS (
+    UPDATE task_runs AS t
+       SET status = u.status, result = u.result,
+           last_error = CASE WHEN u.status = 'succeeded' THEN NULL ELSE coalesce(u.error, '') END,
+           lease_expires_at = NULL, finished_at = u.finished, updated_at = u.finished
+      FROM u
+     WHERE t.id = u.id AND t.attempts = u.attempts AND t.status = 'running'
+    RETURNING t.id, t.task)
+  INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error, retry_count)
+  SELECT u.id, u.attempts, run.task, u.status, u.started, u.finished, u.duration, u.error, u.retry_count
+    FROM run JOIN u ON u.id = run.id
+  RETURNING run_id AS id`;
 
 // A transactional task's failure, recorded after its transaction (and claim) rolled back: the same
 // rule as the claim decides whether this delivery may write the outcome.
 const RECORD_FAILED_ATTEMPT = `
-  INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, cloud_task_name,
-                         queue_name, delivery, last_error, attempt_history, created_at, started_at, finished_at, updated_at)
-  VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, jsonb_build_array($10::jsonb), $11, $11, $12, $12)
-  ON CONFLICT (task, idempotency_key) DO UPDATE
-     SET status = EXCLUDED.status, attempts = task_runs.attempts + 1, last_error = EXCLUDED.last_error,
-         lease_expires_at = NULL, cloud_task_name = EXCLUDED.cloud_task_name, queue_name = EXCLUDED.queue_name,
-         delivery = EXCLUDED.delivery, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
-         updated_at = EXCLUDED.updated_at,
-         attempt_history = task_runs.attempt_history
-                           || jsonb_build_array(jsonb_set($10::jsonb, '{attempt}', to_jsonb(task_runs.attempts + 1)))
-   WHERE task_runs.payload_hash = EXCLUDED.payload_hash
-     AND (task_runs.status = 'failed'
-          OR (task_runs.status = 'running' AND task_runs.lease_expires_at <= EXCLUDED.started_at))
-  RETURNING id, attempts`;
+  WITH run AS (
+    INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, cloud_task_name,
+                           queue_name, delivery, last_error, created_at, started_at, finished_at, updated_at)
+    VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, coalesce($9, ''), $10, $10, $11, $11)
+    ON CONFLICT (task, idempotency_key) DO UPDATE
+       SET status = EXCLUDED.status, attempts = task_runs.attempts + 1, last_error = EXCLUDED.last_error,
+           lease_expires_at = NULL, cloud_task_name = EXCLUDED.cloud_task_name, queue_name = EXCLUDED.queue_name,
+           delivery = EXCLUDED.delivery, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+           updated_at = EXCLUDED.updated_at
+     WHERE task_runs.payload_hash = EXCLUDED.payload_hash
+       AND (task_runs.status = 'failed'
+            OR (task_runs.status = 'running' AND task_runs.lease_expires_at <= EXCLUDED.started_at))
+    RETURNING id, attempts, task),
+  attempt AS (
+    INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error, retry_count)
+    SELECT id, attempts, task, $3::text, $12::timestamptz, $11::timestamptz, $13::float8, $9::text, $14::int FROM run)
+  SELECT id, attempts FROM run`;
 
 // A delivery refused before any handler ran (invalid payload): recorded dead unless the key has a run.
 const RECORD_REFUSED = `
   INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, cloud_task_name,
-                         queue_name, delivery, last_error, created_at, finished_at, updated_at)
-  VALUES ($1, $2, 'dead', 0, $3, $4, $5, $6, $7, $8, $9, $9, $9)
+                         queue_name, delivery, last_error, created_at, started_at, finished_at, updated_at)
+  VALUES ($1, $2, 'dead', 0, $3, $4, $5, $6, $7, coalesce($8, ''), $9, $9, $9, $9)
   ON CONFLICT (task, idempotency_key) DO NOTHING
   RETURNING id`;
 
+// A run's attempts, oldest first, in the shape of AttemptEntry (times as toISOString writes them).
+const ATTEMPT_HISTORY = `(
+  SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'attempt', a.attempt, 'status', a.status,
+           'startedAt', to_char(a.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'finishedAt', to_char(a.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'durationMs', a.duration_ms, 'error', a.error, 'retryCount', a.retry_count) ORDER BY a.attempt), '[]')
+    FROM task_attempts a WHERE a.run_id = task_runs.id) AS attempt_history`;
+
 const RUN_COLUMNS = `id, task, idempotency_key, status, attempts, lease_expires_at, payload, result, last_error,
-  cloud_task_name, queue_name, delivery, attempt_history, replays, created_at, started_at, finished_at, updated_at`;
+  cloud_task_name, queue_name, delivery, ${ATTEMPT_HISTORY}, replays, created_at, started_at, finished_at, updated_at`;
 
 // Replay: a dead or failed run becomes claimable again by a new series of deliveries.
 const MARK_FOR_REPLAY = `
@@ -313,7 +348,9 @@ export const taskRuns = {
       json(input.result),
       pgTextOrNull(input.entry.error),
       new Date(input.entry.finishedAt),
-      pgJson(input.entry),
+      new Date(input.entry.startedAt),
+      input.entry.durationMs,
+      input.entry.retryCount,
     ]);
     return r.rowCount === 1;
   },
@@ -331,7 +368,9 @@ export const taskRuns = {
       sorted.map((i) => json(i.result)),
       sorted.map((i) => pgTextOrNull(i.entry.error)),
       sorted.map((i) => new Date(i.entry.finishedAt)),
-      sorted.map((i) => pgJson(i.entry)),
+      sorted.map((i) => new Date(i.entry.startedAt)),
+      sorted.map((i) => i.entry.durationMs),
+      sorted.map((i) => i.entry.retryCount),
     ]);
     const finished = new Set(r.rows.map((row) => Number(row.id)));
     return inputs.map((i) => finished.has(i.runId));
@@ -352,9 +391,11 @@ export const taskRuns = {
       input.queueName,
       json(input.delivery),
       pgTextOrNull(input.entry.error),
-      pgJson(input.entry),
       input.now,
       new Date(input.entry.finishedAt),
+      new Date(input.entry.startedAt),
+      input.entry.durationMs,
+      input.entry.retryCount,
     ]);
     const row = r.rows[0];
     return row ? { runId: row.id, attempt: row.attempts } : undefined;
@@ -402,13 +443,15 @@ export const taskRuns = {
       values.push(value);
       where.push(sql.replace('?', `$${values.length}`));
     };
-    if (filter.status) add('status = ?', filter.status);
+    // Failed and dead runs through their partial index (migration 0017): they always have an error.
+    if (filter.status)
+      add(`${FAILURE.has(filter.status) ? 'last_error IS NOT NULL AND ' : ''}status = ?`, filter.status);
     if (filter.task) add('task = ?', filter.task);
     if (filter.keyContains) add("idempotency_key LIKE '%' || ? || '%'", filter.keyContains);
-    if (filter.since) add('updated_at >= ?', filter.since);
+    if (filter.since) add(`${RUN_ACTIVITY} >= ?`, filter.since);
     values.push(Math.min(filter.limit ?? 50, 1000));
     const sql = `SELECT ${RUN_COLUMNS} FROM task_runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-                 ORDER BY updated_at DESC, id DESC LIMIT $${values.length}`;
+                 ORDER BY ${RUN_ACTIVITY} DESC, id DESC LIMIT $${values.length}`;
     return (await q.query<RunRow>(sql, values)).rows.map(toRun);
   },
 

@@ -15,13 +15,17 @@ describe(`dashboard: overview, outbox, health and audit (${testDbKind})`, () => 
   let t: TestApp;
   const get = (url: string) => t.app.inject({ method: 'GET', url, headers: LOCAL });
 
-  /** A finished run: `ago` ms before now, taking `ms`. */
+  /** A run finished by its one attempt: `ago` ms before now, taking `ms` (failures record an error). */
   const finished = (task: string, key: string, status: string, ago: number, ms: number) =>
     t.db.query(
-      `INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, created_at, started_at,
-                              finished_at, updated_at)
-       VALUES ($1, $2, $3, 1, '{}', 'x', $4, $4, $5, $5)`,
-      [task, key, status, new Date(NOW - ago - ms), new Date(NOW - ago)],
+      `WITH run AS (
+         INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, last_error, created_at,
+                                started_at, finished_at, updated_at)
+         VALUES ($1, $2, $3, 1, '{}', 'x', CASE WHEN $3 = 'succeeded' THEN NULL ELSE 'boom' END, $4, $4, $5, $5)
+         RETURNING id)
+       INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error)
+       SELECT id, 1, $1, $3, $4, $5, $6, CASE WHEN $3 = 'succeeded' THEN NULL ELSE 'boom' END FROM run`,
+      [task, key, status, new Date(NOW - ago - ms), new Date(NOW - ago), ms],
     );
 
   before(async () => {

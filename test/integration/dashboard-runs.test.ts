@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config.ts';
 import type { Queryable } from '../../src/db/db.ts';
 import { type Service, startService } from '../../src/main.ts';
 import { payloadHash } from '../../src/tasks/push-route.ts';
-import { taskRuns } from '../../src/tasks/task-runs.repository.ts';
+import { type AttemptEntry, taskRuns } from '../../src/tasks/task-runs.repository.ts';
 import { captureLogger } from '../helpers/capture-logger.ts';
 import { freePort } from '../helpers/cli-process.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
@@ -22,11 +22,12 @@ interface SeedRun {
   task?: string;
   key: string;
   status?: 'running' | 'succeeded' | 'failed' | 'dead';
+  /** When its latest attempt started (what the lists order by); it finished 250 ms later. */
   updatedAt: string;
   payload?: unknown;
   lastError?: string | null;
   attempts?: number;
-  attemptHistory?: unknown[];
+  attemptHistory?: AttemptEntry[];
   delivery?: Record<string, unknown>;
 }
 
@@ -35,9 +36,10 @@ async function seedRun(db: Queryable, r: SeedRun): Promise<number> {
   const status = r.status ?? 'succeeded';
   const { rows } = await db.query<{ id: number }>(
     `INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, last_error, delivery,
-                            attempt_history, lease_expires_at, created_at, started_at, finished_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz - interval '1 second',
-             $11::timestamptz - interval '250 milliseconds', CASE WHEN $3 = 'running' THEN NULL ELSE $11::timestamptz END, $11)
+                            lease_expires_at, created_at, started_at, finished_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz - interval '1 second', $10,
+             CASE WHEN $3 = 'running' THEN NULL ELSE $10::timestamptz + interval '250 milliseconds' END,
+             $10::timestamptz + interval '250 milliseconds')
      RETURNING id`,
     [
       r.task ?? 'health.check',
@@ -48,12 +50,29 @@ async function seedRun(db: Queryable, r: SeedRun): Promise<number> {
       payloadHash(payload),
       r.lastError ?? (status === 'dead' || status === 'failed' ? 'probe timed out' : null),
       JSON.stringify(r.delivery ?? {}),
-      JSON.stringify(r.attemptHistory ?? []),
       status === 'running' ? new Date(Date.parse(r.updatedAt) + 60_000) : null,
       r.updatedAt,
     ],
   );
-  return Number(rows[0]!.id);
+  const id = Number(rows[0]!.id);
+  for (const a of r.attemptHistory ?? []) {
+    await db.query(
+      `INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error, retry_count)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        id,
+        a.attempt,
+        r.task ?? 'health.check',
+        a.status,
+        a.startedAt,
+        a.finishedAt,
+        a.durationMs,
+        a.error,
+        a.retryCount,
+      ],
+    );
+  }
+  return id;
 }
 
 const LOCAL = { host: 'localhost' };
@@ -355,8 +374,9 @@ describe(`dashboard: replay through the local service (${testDbKind})`, () => {
     // Dead runs of a task no longer registered: each is refused at once (no such task), which
     // keeps the test fast while showing that the click stops at the cap.
     await service.db.query(
-      `INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, created_at, updated_at)
-       SELECT 'legacy.retired', 'cap-' || i, 'dead', 1, '{}', 'x', now(), now() - i * interval '1 millisecond'
+      `INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, last_error, created_at,
+                              updated_at)
+       SELECT 'legacy.retired', 'cap-' || i, 'dead', 1, '{}', 'x', 'gone', now(), now() - i * interval '1 millisecond'
          FROM generate_series(1, 1005) AS i`,
     );
     const confirm = await get(service.app, '/admin/runs/replay?task=legacy.retired', cookie);

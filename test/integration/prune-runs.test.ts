@@ -24,11 +24,20 @@ describe(`maintenance.prune_runs (${testDbKind})`, () => {
       ['recent-succeeded', 'succeeded', 29],
     ];
     for (const [key, status, ageDays] of seed) {
-      await t.db.query(
+      const at = new Date(now - ageDays * day);
+      const { rows } = await t.db.query<{ id: number }>(
         `INSERT INTO task_runs (task, idempotency_key, status, payload_hash, created_at, updated_at)
-         VALUES ('health.check', $1, $2, 'h', $3, $3)`,
-        [key, status, new Date(now - ageDays * day)],
+         VALUES ('health.check', $1, $2, 'h', $3, $3) RETURNING id`,
+        [key, status, at],
       );
+      // Two attempts each (a failure, then the outcome), which go with their run.
+      for (const attempt of [1, 2]) {
+        await t.db.query(
+          `INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error)
+           VALUES ($1, $2, 'health.check', $3, $4, $4, 0, $5)`,
+          [rows[0]!.id, attempt, attempt === 1 ? 'failed' : status === 'running' ? 'failed' : status, at, key],
+        );
+      }
     }
     const r = await push(
       t.app,
@@ -50,6 +59,17 @@ describe(`maintenance.prune_runs (${testDbKind})`, () => {
     assert.deepEqual(
       rows.map((x) => x.idempotency_key),
       ['old-failed', 'old-running', 'recent-succeeded'],
+    );
+    const attempts = await t.db.query<{ error: string; n: number }>(
+      "SELECT error, count(*)::int AS n FROM task_attempts WHERE task = 'health.check' GROUP BY error ORDER BY error",
+    );
+    assert.deepEqual(
+      attempts.rows.map((x) => [x.error, x.n]),
+      [
+        ['old-failed', 2],
+        ['old-running', 2],
+        ['recent-succeeded', 2],
+      ],
     );
   });
 });
@@ -144,7 +164,7 @@ describe(`maintenance.prune_runs in bounded batches (${testDbKind})`, () => {
       await seedOld('inflight-', 10, 50); // older than held-1: the batch takes these first
       await other.query('BEGIN');
       const batch = await other.query(PRUNE_BATCH_SQL, [new Date(t.clock.now() - 30 * day), 10]);
-      assert.equal(batch.rowCount, 10);
+      assert.equal(batch.rows[0]?.deleted, 10);
       const healthCheck = (i: number) =>
         push(
           t.app,

@@ -230,7 +230,10 @@ async function finalState(db: Queryable): Promise<RunState[]> {
     history: AttemptEntry[];
   }>(
     `SELECT task, idempotency_key AS key, status, attempts, lease_expires_at IS NOT NULL AS leased, result,
-            last_error, payload, attempt_history AS history
+            last_error, payload,
+            (SELECT coalesce(json_agg(json_build_object('attempt', a.attempt, 'status', a.status, 'error', a.error,
+                                                        'retryCount', a.retry_count) ORDER BY a.attempt), '[]')
+               FROM task_attempts a WHERE a.run_id = task_runs.id) AS history
        FROM task_runs ORDER BY task, idempotency_key`,
   );
   return runs.rows.map((r) => ({
