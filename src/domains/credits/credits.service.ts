@@ -91,10 +91,11 @@ export async function move(q: Queryable, input: MoveInput): Promise<Movement> {
 }
 
 function duplicate(existing: LedgerEntry, input: MoveInput, balance: number): Movement {
-  if (existing.accountId !== input.accountId || existing.amount !== input.amount) {
+  // The same key for another movement (account, amount or kind) is a caller's mistake, not a repeat.
+  if (existing.accountId !== input.accountId || existing.amount !== input.amount || existing.kind !== input.kind) {
     throw new Error(
-      `credits: key ${input.key} was used for ${existing.amount} on account ${existing.accountId}, ` +
-        `not ${input.amount} on account ${input.accountId}`,
+      `credits: key ${input.key} was used for ${existing.kind} ${existing.amount} on account ${existing.accountId}, ` +
+        `not ${input.kind} ${input.amount} on account ${input.accountId}`,
     );
   }
   return { applied: false, entryId: existing.id, balance };
