@@ -208,7 +208,10 @@ function stopOnSignals(emulator: Emulator): void {
     const timer = setTimeout(() => process.exit(1), SHUTDOWN_TIMEOUT_MS);
     timer.unref();
     emulator.close().then(
-      () => process.exit(0),
+      () => {
+        process.stderr.write('emulator stopped cleanly\n');
+        process.exit(0);
+      },
       (err: unknown) => {
         process.stderr.write(`emulator: shutdown failed: ${String(err)}\n`);
         process.exit(1);

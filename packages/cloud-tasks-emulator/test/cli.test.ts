@@ -93,6 +93,6 @@ describe('the cloud-tasks-emulator binary', () => {
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
     assert.equal(code, 0, err);
-    assert.match(err, /received SIGTERM, stopping the emulator/);
+    assert.match(err, /received SIGTERM, stopping the emulator\nemulator stopped cleanly\n$/);
   });
 });
