@@ -3,13 +3,26 @@
 // 200 from a bare node:http server). Loopback only; bounded in count and time.
 //
 //   node bench/emulator.bench.ts [--tasks 5000] [--callers 32] [--queues 8] [--where both|in-process|child] [--data-dir]
+//   node bench/emulator.bench.ts --with-celery [--rounds 5] [--celery-tasks 10000] [--cpu-prof DIR] [--baseline CHECKOUT]
+//   node bench/emulator.bench.ts --memory 100000
 //
 // in-process: the emulator shares the process (and the core) with the client and the target, as
 // when embedded in `npm start`. child: `backend emulator` runs in its own process, as for services
 // in other languages. --data-dir adds a run with a journal (fsync before each acknowledgement).
+//
+// --with-celery: rounds that alternate (order swapped every round) bench/celery.bench.ts's enqueue
+// and drain phases with the child emulator's createTask over gRPC and end to end, plus the gRPC
+// client's ceiling (the official client against a stand-in server that answers a canned Task,
+// in its own process); CPU per task on each side from /proc and process.cpuUsage(); prints each
+// round, the medians and the ratios to Celery measured in the same round. --cpu-prof DIR runs
+// the child emulator under `node --cpu-prof` (profiles written into DIR when it exits).
+// --baseline CHECKOUT also runs, in each round, the emulator of another checkout of this repository
+// (its bin/backend.js, with its node_modules) through the same phases: before/after in one window.
+// --memory N: RSS and V8 heap (after a full GC) of the child emulator with N tasks queued in a
+// paused queue, without and with a data directory (then also the journal's size on disk).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -27,6 +40,12 @@ const { values } = parseArgs({
     queues: { type: 'string', default: '8' },
     where: { type: 'string', default: 'both' },
     'data-dir': { type: 'boolean', default: false },
+    'with-celery': { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '3' },
+    'celery-tasks': { type: 'string', default: '10000' },
+    'cpu-prof': { type: 'string' },
+    memory: { type: 'string' },
+    baseline: { type: 'string' },
   },
 });
 const TASKS = Math.min(50_000, Number(values.tasks));
@@ -40,6 +59,10 @@ interface Endpoints {
   grpcPort: number;
   httpPort: number;
   close(): Promise<void>;
+  /** The emulator's own process, when it runs as a child: CPU time used so far, in µs. */
+  cpuUs?: () => number;
+  /** The child's memory after a full GC (needs the probe, see child()). */
+  memory?: () => Promise<NodeJS.MemoryUsage>;
 }
 
 interface Row {
@@ -50,6 +73,32 @@ interface Row {
   perSecond: number;
   p50?: number;
   p99?: number;
+  /** CPU per task of the emulator's process (child only) and of this process (client, target), µs. */
+  serverCpuUs?: number;
+  clientCpuUs?: number;
+}
+
+/** utime + stime of one process so far, in µs (Linux /proc; 10 ms resolution). */
+function procCpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6;
+}
+
+function ownCpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+/** Runs `work` and adds the CPU per `count()` task it cost on each side. */
+async function withCpu<R extends Row>(endpoints: Endpoints, work: () => Promise<R>): Promise<R> {
+  const server0 = endpoints.cpuUs?.();
+  const client0 = ownCpuUs();
+  const row = await work();
+  const count = Math.max(1, row.count);
+  row.clientCpuUs = (ownCpuUs() - client0) / count;
+  if (server0 !== undefined) row.serverCpuUs = (endpoints.cpuUs!() - server0) / count;
+  return row;
 }
 
 function client(endpoints: Endpoints, transport: 'grpc' | 'rest'): CloudTasksClient {
@@ -76,10 +125,18 @@ async function inProcess(dataDir?: string): Promise<Endpoints> {
   return { grpcPort: emulator.grpcPort, httpPort: emulator.httpPort, close: () => emulator.close() };
 }
 
-async function child(dataDir?: string): Promise<Endpoints> {
-  const bin = new URL('../bin/backend.js', import.meta.url).pathname;
+// Loaded into the child with --import: on SIGUSR2 it prints its memory after a full GC.
+const MEMORY_PROBE =
+  "process.on('SIGUSR2',()=>{globalThis.gc?.();globalThis.gc?.();" +
+  "process.stdout.write('MEMORY '+JSON.stringify(process.memoryUsage())+'\\n')})";
+
+async function child(dataDir?: string, nodeArgs: string[] = [], root?: string): Promise<Endpoints> {
+  const bin = root ? path.join(root, 'bin', 'backend.js') : new URL('../bin/backend.js', import.meta.url).pathname;
   const args = ['emulator', '--grpc-port', '0', '--http-port', '0', ...(dataDir ? ['--data-dir', dataDir] : [])];
-  const proc: ChildProcess = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const probe = ['--expose-gc', `--import=data:text/javascript,${encodeURIComponent(MEMORY_PROBE)}`];
+  const proc: ChildProcess = spawn(process.execPath, [...probe, ...nodeArgs, bin, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   const ports = await new Promise<{ grpcPort: number; httpPort: number }>((resolve, reject) => {
     proc.stdout!.on('data', (d) => {
@@ -92,6 +149,16 @@ async function child(dataDir?: string): Promise<Endpoints> {
   });
   return {
     ...ports,
+    cpuUs: () => procCpuUs(proc.pid!),
+    memory: async () => {
+      const from = out.length;
+      proc.kill('SIGUSR2');
+      for (;;) {
+        const match = /MEMORY (\{.*\})\n/.exec(out.slice(from));
+        if (match) return JSON.parse(match[1]!) as NodeJS.MemoryUsage;
+        await once(proc.stdout!, 'data');
+      }
+    },
     close: async () => {
       proc.kill('SIGTERM');
       await once(proc, 'exit');
@@ -157,9 +224,12 @@ async function createRate(where: string, endpoints: Endpoints, transport: 'grpc'
       },
     });
   await drive(200, CALLERS, request); // warm-up: connections, JIT
-  const result = await drive(TASKS, CALLERS, request);
+  const row = await withCpu(endpoints, async () => {
+    const result = await drive(TASKS, CALLERS, request);
+    return { where, measure: `createTask, ${transport}`, ...result, perSecond: result.count / result.seconds };
+  });
   await tasks.close();
-  return { where, measure: `createTask, ${transport}`, ...result, perSecond: result.count / result.seconds };
+  return row;
 }
 
 /**
@@ -248,15 +318,25 @@ async function endToEnd(where: string, endpoints: Endpoints): Promise<Row> {
   await drive(200, CALLERS, create); // warm-up
   while (target.received() < 200) await new Promise((r) => setTimeout(r, 5));
   const base = target.received();
-  const started = performance.now();
-  const created = await drive(TASKS, CALLERS, create);
-  const deadline = Date.now() + PHASE_TIMEOUT_MS;
-  while (target.received() - base < created.count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
-  const seconds = (performance.now() - started) / 1000;
-  const count = target.received() - base;
+  const row = await withCpu(endpoints, async () => {
+    const started = performance.now();
+    const created = await drive(TASKS, CALLERS, create);
+    const deadline = Date.now() + PHASE_TIMEOUT_MS;
+    while (target.received() - base < created.count && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 2));
+    const seconds = (performance.now() - started) / 1000;
+    const count = target.received() - base;
+    return {
+      where,
+      measure: `end-to-end (create → 200), ${QUEUES} queues`,
+      count,
+      seconds,
+      perSecond: count / seconds,
+    };
+  });
   await tasks.close();
   await target.close();
-  return { where, measure: `end-to-end (create → 200), ${QUEUES} queues`, count, seconds, perSecond: count / seconds };
+  return row;
 }
 
 async function run(where: 'in-process' | 'child', dataDir?: string): Promise<Row[]> {
@@ -274,32 +354,362 @@ async function run(where: 'in-process' | 'child', dataDir?: string): Promise<Row
   }
 }
 
-const rows: Row[] = [];
-const places =
-  values.where === 'both' ? (['in-process', 'child'] as const) : ([values.where] as ('in-process' | 'child')[]);
-for (const where of places) {
-  rows.push(...(await run(where)));
-  if (values['data-dir']) {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'emulator-bench-'));
-    try {
-      rows.push(...(await run(where, dir)));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+// ---------------------------------------------------------------- the gRPC client's ceiling
+
+/**
+ * A stand-in gRPC server in its own process: the emulator's gRPC transport (grpc-js, protobufjs
+ * decode and encode) with handlers that answer a canned Task the size of the emulator's. The
+ * official client's rate and CPU against it are what the client alone can do here.
+ */
+const CANNED_SERVER = `
+import { loadServices, startGrpcServer } from '@backend/cloud-tasks-emulator/grpc';
+const now = { seconds: Math.floor(Date.now() / 1000), nanos: 0 };
+const task = {
+  name: '${PARENT}/queues/canned/tasks/1234567890123456789',
+  httpRequest: { url: 'http://127.0.0.1:9/noop/1', httpMethod: 'POST', headers: { 'Content-Type': 'application/json', 'User-Agent': 'Google-Cloud-Tasks' } },
+  scheduleTime: now, createTime: now, dispatchDeadline: { seconds: 600, nanos: 0 }, dispatchCount: 0, responseCount: 0, view: 'BASIC',
+};
+const { tasks } = loadServices();
+const server = await startGrpcServer('127.0.0.1', 0, [{ spec: tasks, handlers: { CreateTask: () => task } }], () => {});
+process.stdout.write('PORT ' + server.port + '\\n');
+`;
+
+async function grpcClientCeiling(): Promise<Row> {
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', CANNED_SERVER], {
+    cwd: new URL('..', import.meta.url).pathname,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const m = /PORT (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.once('exit', (code) => reject(new Error(`canned gRPC server exited (${code})`)));
+  });
+  const endpoints: Endpoints = {
+    grpcPort: port,
+    httpPort: 0,
+    close: async () => {},
+    cpuUs: () => procCpuUs(proc.pid!),
+  };
+  const tasks = client(endpoints, 'grpc');
+  const body = Buffer.from(JSON.stringify({ kind: 'noop', n: 0 }));
+  const request = (i: number) =>
+    tasks.createTask({
+      parent: `${PARENT}/queues/canned`,
+      task: {
+        httpRequest: { url: `http://127.0.0.1:9/noop/${i}`, headers: { 'Content-Type': 'application/json' }, body },
+      },
+    });
+  try {
+    await drive(200, CALLERS, request);
+    return await withCpu(endpoints, async () => {
+      const result = await drive(TASKS, CALLERS, request);
+      return {
+        where: 'no emulator',
+        measure: 'createTask, gRPC client vs a canned answer (client ceiling)',
+        ...result,
+        perSecond: result.count / result.seconds,
+      };
+    });
+  } finally {
+    await tasks.close();
+    proc.kill('SIGTERM');
+    await once(proc, 'exit');
   }
 }
 
-rows.push(await restClientCeiling());
+// ---------------------------------------------------------------- Celery in the same window
 
-const cpu = os.cpus();
-console.log(
-  `\n${new Date().toISOString().slice(0, 10)} · Node ${process.version} · ${cpu.length} × ${cpu[0]?.model ?? 'cpu'} · ${TASKS} tasks, ${CALLERS} callers\n`,
-);
-console.log('| where | measure | count | seconds | per second | p50 ms | p99 ms |');
-console.log('|---|---|---|---|---|---|---|');
-for (const r of rows) {
-  const ms = (v?: number) => (v === undefined ? '' : v.toFixed(1));
+interface CeleryPhase {
+  phase: string;
+  count: number;
+  seconds: number;
+  perSecond: number;
+  workerCpuUs?: number;
+  redisCpuUs?: number;
+}
+
+/** bench/celery.bench.ts's enqueue and drain phases, in a process of their own. */
+async function celeryRound(tasks: number): Promise<{ enqueue: CeleryPhase; drain: CeleryPhase }> {
+  const script = new URL('./celery.bench.ts', import.meta.url).pathname;
+  const proc = spawn(process.execPath, [script, '--tasks', String(tasks), '--skip-end-to-end'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  const phases = out
+    .split('\n')
+    .filter((line) => line.startsWith('{"phase"'))
+    .map((line) => JSON.parse(line) as CeleryPhase);
+  const enqueue = phases.find((p) => p.phase.startsWith('enqueue'));
+  const drain = phases.find((p) => p.phase.startsWith('drain'));
+  if (code !== 0 || !enqueue || !drain) throw new Error(`celery bench failed (exit ${code}):\n${out}`);
+  return { enqueue, drain };
+}
+
+interface Round {
+  round: number;
+  order: string;
+  load: number;
+  enqueue: number;
+  drain: number;
+  celeryDrainCpuUs: number;
+  create: Row;
+  e2e: Row;
+  ceiling: Row;
+  baseline?: { create: Row; e2e: Row };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function withCelery(): Promise<void> {
+  const rounds: Round[] = [];
+  const count = Number(values.rounds);
+  const celeryTasks = Number(values['celery-tasks']);
+  for (let r = 0; r < count; r++) {
+    const load = os.loadavg()[0]!;
+    let celery: Awaited<ReturnType<typeof celeryRound>> | undefined;
+    let emulator: { create: Row; e2e: Row; ceiling: Row } | undefined;
+    const runEmulator = async () => {
+      const profDir = values['cpu-prof'];
+      const endpoints = await child(undefined, profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+      try {
+        const create = await createRate('child', endpoints, 'grpc');
+        const e2e = await endToEnd('child', endpoints);
+        emulator = { create, e2e, ceiling: await grpcClientCeiling() };
+      } finally {
+        await endpoints.close();
+      }
+    };
+    const runCelery = async () => {
+      celery = await celeryRound(celeryTasks);
+    };
+    let baseline: { create: Row; e2e: Row } | undefined;
+    const runBaseline = async () => {
+      const endpoints = await child(undefined, [], values.baseline);
+      try {
+        baseline = { create: await createRate('child', endpoints, 'grpc'), e2e: await endToEnd('child', endpoints) };
+      } finally {
+        await endpoints.close();
+      }
+    };
+    const steps = values.baseline ? [runCelery, runEmulator, runBaseline] : [runCelery, runEmulator];
+    // Rotated every round, so that no side always runs first or last.
+    const order = steps.map((_, i) => steps[(i + r) % steps.length]!);
+    for (const step of order) await step();
+    const round: Round = {
+      round: r + 1,
+      order: order.map((f) => (f === runCelery ? 'Celery' : f === runEmulator ? 'emulator' : 'baseline')).join(', '),
+      load,
+      enqueue: celery!.enqueue.perSecond,
+      drain: celery!.drain.perSecond,
+      celeryDrainCpuUs: (celery!.drain.workerCpuUs ?? 0) + (celery!.drain.redisCpuUs ?? 0),
+      ...emulator!,
+      ...(baseline ? { baseline } : {}),
+    };
+    rounds.push(round);
+    process.stderr.write(
+      `round ${round.round} (load ${load.toFixed(1)}): Celery enqueue ${Math.round(round.enqueue)}/s drain ${Math.round(round.drain)}/s; ` +
+        `emulator createTask gRPC ${Math.round(round.create.perSecond)}/s, end to end ${Math.round(round.e2e.perSecond)}/s, ` +
+        `gRPC client ceiling ${Math.round(round.ceiling.perSecond)}/s\n`,
+    );
+  }
+
+  const cpu = os.cpus();
+  const us = (v?: number) => (v === undefined ? '' : Math.round(v).toLocaleString('en'));
+  const n = (v: number) => Math.round(v).toLocaleString('en');
   console.log(
-    `| ${r.where} | ${r.measure} | ${r.count} | ${r.seconds.toFixed(2)} | ${Math.round(r.perSecond)} | ${ms(r.p50)} | ${ms(r.p99)} |`,
+    `\n${new Date().toISOString()} · Node ${process.version} · ${cpu.length} × ${cpu[0]?.model ?? 'cpu'} · ` +
+      `emulator ${TASKS} tasks, ${CALLERS} callers, ${QUEUES} queues (child process) · Celery ${celeryTasks} tasks · ` +
+      `load average ${os.loadavg()[0]!.toFixed(1)} at the end\n`,
+  );
+  console.log(
+    '| round | order | load | Celery enqueue/s | Celery drain/s | createTask gRPC/s | end to end/s | gRPC client ceiling/s | create ÷ enqueue | e2e ÷ drain | CPU µs/create: emulator + client | CPU µs/task e2e: emulator + bench | ceiling CPU µs/call: client + canned server | Celery drain CPU µs/task (worker + redis) |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rounds) {
+    console.log(
+      `| ${r.round} | ${r.order} | ${r.load.toFixed(1)} | ${n(r.enqueue)} | ${n(r.drain)} | ${n(r.create.perSecond)} | ${n(r.e2e.perSecond)} | ${n(r.ceiling.perSecond)} | ` +
+        `${(r.create.perSecond / r.enqueue).toFixed(2)}× | ${(r.e2e.perSecond / r.drain).toFixed(2)}× | ` +
+        `${us(r.create.serverCpuUs)} + ${us(r.create.clientCpuUs)} | ${us(r.e2e.serverCpuUs)} + ${us(r.e2e.clientCpuUs)} | ` +
+        `${us(r.ceiling.clientCpuUs)} + ${us(r.ceiling.serverCpuUs)} | ${us(r.celeryDrainCpuUs)} |`,
+    );
+  }
+  const med = (f: (r: Round) => number | undefined) => median(rounds.map((r) => f(r) ?? 0));
+  console.log(
+    `| **median** | | ${med((r) => r.load).toFixed(1)} | ${n(med((r) => r.enqueue))} | ${n(med((r) => r.drain))} | ${n(med((r) => r.create.perSecond))} | ` +
+      `${n(med((r) => r.e2e.perSecond))} | ${n(med((r) => r.ceiling.perSecond))} | ` +
+      `**${med((r) => r.create.perSecond / r.enqueue).toFixed(2)}×** | **${med((r) => r.e2e.perSecond / r.drain).toFixed(2)}×** | ` +
+      `${us(med((r) => r.create.serverCpuUs))} + ${us(med((r) => r.create.clientCpuUs))} | ${us(med((r) => r.e2e.serverCpuUs))} + ${us(med((r) => r.e2e.clientCpuUs))} | ` +
+      `${us(med((r) => r.ceiling.clientCpuUs))} + ${us(med((r) => r.ceiling.serverCpuUs))} | ${us(med((r) => r.celeryDrainCpuUs))} |`,
+  );
+  if (rounds[0]?.baseline) {
+    console.log(`\nBaseline (${values.baseline}) in the same rounds:\n`);
+    console.log(
+      '| round | createTask gRPC/s: baseline → this | end to end/s: baseline → this | CPU µs/create, emulator: baseline → this | CPU µs/task e2e, emulator: baseline → this |',
+    );
+    console.log('|---|---|---|---|---|');
+    for (const r of rounds) {
+      const b = r.baseline!;
+      console.log(
+        `| ${r.round} | ${n(b.create.perSecond)} → ${n(r.create.perSecond)} | ${n(b.e2e.perSecond)} → ${n(r.e2e.perSecond)} | ` +
+          `${us(b.create.serverCpuUs)} → ${us(r.create.serverCpuUs)} | ${us(b.e2e.serverCpuUs)} → ${us(r.e2e.serverCpuUs)} |`,
+      );
+    }
+    console.log(
+      `| **median** | ${n(med((r) => r.baseline!.create.perSecond))} → ${n(med((r) => r.create.perSecond))} | ` +
+        `${n(med((r) => r.baseline!.e2e.perSecond))} → ${n(med((r) => r.e2e.perSecond))} | ` +
+        `${us(med((r) => r.baseline!.create.serverCpuUs))} → ${us(med((r) => r.create.serverCpuUs))} | ` +
+        `${us(med((r) => r.baseline!.e2e.serverCpuUs))} → ${us(med((r) => r.e2e.serverCpuUs))} |`,
+    );
+  }
+  console.log(
+    `\nGoals (issue 17): createTask over gRPC ≥ 2× Celery's enqueue: median ratio ${med((r) => r.create.perSecond / r.enqueue).toFixed(2)}×; ` +
+      `end to end ≥ 4× Celery's drain: median ratio ${med((r) => r.e2e.perSecond / r.drain).toFixed(2)}×.`,
   );
 }
+
+// ---------------------------------------------------------------- memory per queued task
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    total += entry.isDirectory() ? dirBytes(full) : statSync(full).size;
+  }
+  return total;
+}
+
+async function memory(count: number): Promise<void> {
+  const mb = (b: number) => (b / 1024 / 1024).toFixed(1);
+  const per100k = (b: number) => ((b / count) * 100_000) / 1024 / 1024;
+  const lines: string[] = [];
+  for (const persistent of [false, true]) {
+    const dir = persistent ? mkdtempSync(path.join(os.tmpdir(), 'emulator-memory-')) : undefined;
+    const endpoints = await child(dir);
+    try {
+      const before = await endpoints.memory!();
+      const queue = `${PARENT}/queues/memory`;
+      const agent = new http.Agent({ keepAlive: true, maxSockets: CALLERS });
+      const post = (p: string, body: string) =>
+        new Promise<void>((resolve, reject) => {
+          const req = http.request(
+            {
+              host: '127.0.0.1',
+              port: endpoints.httpPort,
+              path: p,
+              method: 'POST',
+              agent,
+              headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+            },
+          );
+          req.on('error', reject);
+          req.end(body);
+        });
+      await post(`/v2/${PARENT}/queues`, JSON.stringify({ name: queue }));
+      await post(`/v2/${queue}:pause`, '{}');
+      // The same task as the createTask rows: a URL of its own, one header, a 25-byte JSON body.
+      const body = Buffer.from(JSON.stringify({ kind: 'noop', n: 0 })).toString('base64');
+      const started = performance.now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CALLERS }, async () => {
+          while (next < count) {
+            const i = next++;
+            await post(
+              `/v2/${queue}/tasks`,
+              JSON.stringify({
+                task: {
+                  httpRequest: {
+                    url: `http://127.0.0.1:9/noop/${i}`,
+                    headers: { 'Content-Type': 'application/json' },
+                    body,
+                  },
+                },
+              }),
+            );
+          }
+        }),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      agent.destroy();
+      const after = await endpoints.memory!();
+      const journal = dir ? dirBytes(dir) : undefined;
+      lines.push(
+        `| ${persistent ? 'data directory' : 'memory only'} | ${count.toLocaleString('en')} | ${mb(before.rss)} → ${mb(after.rss)} | ` +
+          `${mb(before.heapUsed)} → ${mb(after.heapUsed)} | **${per100k(after.rss - before.rss).toFixed(1)}** | **${per100k(after.heapUsed - before.heapUsed).toFixed(1)}** | ` +
+          `${journal === undefined ? '' : `${mb(journal)} MB (${per100k(journal).toFixed(1)} MB per 100k)`} | ${Math.round(count / seconds)} |`,
+      );
+    } finally {
+      await endpoints.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const cpu = os.cpus();
+  console.log(
+    `\n${new Date().toISOString()} · Node ${process.version} · ${cpu.length} × ${cpu[0]?.model ?? 'cpu'} · load average ${os.loadavg()[0]!.toFixed(1)}\n`,
+  );
+  console.log(
+    '| emulator (child) | tasks queued (paused queue) | RSS MB before → after | heap used MB before → after (after GC) | RSS MB per 100k | heap MB per 100k | data directory on disk | creates/s (plain REST) |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const line of lines) console.log(line);
+}
+
+// ---------------------------------------------------------------- the default run
+
+async function defaultRun(): Promise<void> {
+  const rows: Row[] = [];
+  const places =
+    values.where === 'both' ? (['in-process', 'child'] as const) : ([values.where] as ('in-process' | 'child')[]);
+  for (const where of places) {
+    rows.push(...(await run(where)));
+    if (values['data-dir']) {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'emulator-bench-'));
+      try {
+        rows.push(...(await run(where, dir)));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  }
+  rows.push(await restClientCeiling());
+  rows.push(await grpcClientCeiling());
+
+  const cpu = os.cpus();
+  console.log(
+    `\n${new Date().toISOString().slice(0, 10)} · Node ${process.version} · ${cpu.length} × ${cpu[0]?.model ?? 'cpu'} · ${TASKS} tasks, ${CALLERS} callers\n`,
+  );
+  console.log(
+    '| where | measure | count | seconds | per second | p50 ms | p99 ms | CPU µs/task: server + this process |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    const ms = (v?: number) => (v === undefined ? '' : v.toFixed(1));
+    const cpuCell =
+      r.clientCpuUs === undefined
+        ? ''
+        : `${r.serverCpuUs === undefined ? '–' : Math.round(r.serverCpuUs)} + ${Math.round(r.clientCpuUs)}`;
+    console.log(
+      `| ${r.where} | ${r.measure} | ${r.count} | ${r.seconds.toFixed(2)} | ${Math.round(r.perSecond)} | ${ms(r.p50)} | ${ms(r.p99)} | ${cpuCell} |`,
+    );
+  }
+}
+
+if (values.memory) await memory(Math.max(1_000, Math.min(1_000_000, Number(values.memory))));
+else if (values['with-celery']) await withCelery();
+else await defaultRun();
