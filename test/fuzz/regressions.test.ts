@@ -5,10 +5,10 @@ import { after, before, describe, test } from 'node:test';
 import { pgJson } from '../../src/db/pg-text.ts';
 import { signStripePayload } from '../../src/domains/credits/stripe-webhook.ts';
 import { ExtractionError, extractArticle } from '../../src/domains/scraper/extract.ts';
-import { signWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
+import { signedWebhookHeaders } from '../helpers/whatsapp-webhooks.ts';
 
 const APP_SECRET = 'meta-app-secret-for-regressions';
 
@@ -28,7 +28,7 @@ describe(`fuzz regressions (${testDbKind})`, () => {
     return t.app.inject({
       method: 'POST',
       url: '/webhooks/whatsapp',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      headers: signedWebhookHeaders(body, APP_SECRET),
       payload: body,
     });
   };

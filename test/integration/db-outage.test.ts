@@ -11,13 +11,14 @@ import { z } from 'zod';
 import { openPostgres } from '../../src/db/postgres.ts';
 import { createAccount } from '../../src/domains/credits/credits.service.ts';
 import { signStripePayload } from '../../src/domains/credits/stripe-webhook.ts';
-import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { defineTask } from '../../src/tasks/define-task.ts';
 import { createRegistry } from '../../src/tasks/registry.ts';
 import { gate, push } from '../helpers/push.ts';
 import { sessionEvent } from '../helpers/stripe-events.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
+import { signedWebhookHeaders } from '../helpers/whatsapp-webhooks.ts';
 
 const APP_SECRET = 'db-outage-app-secret';
 const STRIPE_SECRET = 'whsec_db_outage_secret';
@@ -157,7 +158,7 @@ describe(`a database outage (${testDbKind})`, {
     return t.app.inject({
       method: 'POST',
       url: '/webhooks/whatsapp',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      headers: signedWebhookHeaders(body, APP_SECRET),
       payload: body,
     });
   };

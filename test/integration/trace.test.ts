@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +16,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
 import { loadConfig } from '../../src/config.ts';
-import { parseWebhook, signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { parseWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { WebhookIngestor } from '../../src/domains/whatsapp/webhook-ingestor.ts';
 import { type Service, startService } from '../../src/main.ts';
 import { contextFromHeaders, idOnlyTracer, traceparentOf } from '../../src/observability/trace-context.ts';
@@ -25,7 +24,9 @@ import type { Enqueue } from '../../src/tasks/define-task.ts';
 import { captureLogger } from '../helpers/capture-logger.ts';
 import { servicePorts } from '../helpers/cli-process.ts';
 import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
+import { type PageServer, startPageServer } from '../helpers/page-server.ts';
 import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
+import { signedWebhookHeaders } from '../helpers/whatsapp-webhooks.ts';
 
 const APP_SECRET = 'trace-test-secret';
 const ARTICLE = readFileSync(new URL('../fixtures/pages/news-article.html', import.meta.url));
@@ -66,7 +67,7 @@ describe(`one trace per conversation (${testDbKind})`, () => {
   const recorded = new RecordedSpans();
   const logs = captureLogger('info');
   let graph: FakeGraphApi | undefined;
-  let pages: ReturnType<typeof createServer> | undefined;
+  let pages: PageServer | undefined;
   let pageUrl: string;
   let service: Service | undefined;
   let db: TestDb | undefined;
@@ -74,13 +75,8 @@ describe(`one trace per conversation (${testDbKind})`, () => {
 
   before(async () => {
     graph = await startFakeGraphApi();
-    pages = createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(ARTICLE);
-    });
-    pages.listen(0, '127.0.0.1');
-    await once(pages, 'listening');
-    pageUrl = `http://127.0.0.1:${(pages.address() as { port: number }).port}/news/harbour`;
+    pages = await startPageServer(() => ({ body: ARTICLE }));
+    pageUrl = `${pages.url}/news/harbour`;
     db = testDbKind === 'postgres' ? await createTestDb() : undefined;
     const env = {
       ...(await servicePorts()),
@@ -102,7 +98,7 @@ describe(`one trace per conversation (${testDbKind})`, () => {
     // or its open sockets keep the test process alive.
     await service?.close();
     await graph?.close();
-    pages?.close();
+    await pages?.close();
     await db?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
@@ -116,7 +112,7 @@ describe(`one trace per conversation (${testDbKind})`, () => {
     );
     const response = await fetch(`${service.url}/webhooks/whatsapp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      headers: signedWebhookHeaders(body, APP_SECRET),
       body,
     });
     assert.equal(response.status, 200);

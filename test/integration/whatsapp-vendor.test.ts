@@ -6,72 +6,22 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { balanceOf, history, topUp } from '../../src/domains/credits/credits.service.ts';
-import { signWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
+import {
+  inboundWebhook,
+  newWamid,
+  PHONE_NUMBER_ID,
+  signedWebhookHeaders,
+  text,
+  userIdChangedWebhook,
+  type WhatsAppUser,
+} from '../helpers/whatsapp-webhooks.ts';
 
 const APP_SECRET = 'meta-app-secret-for-vendor-tests';
-const PHONE_NUMBER_ID = '109876543210987';
-let seq = 0;
-const wamid = () => `wamid.HBgVENDOR${++seq}${Date.now().toString(36)}`;
-
-/** Meta's envelope around one `messages` change value. */
-function envelope(value: Record<string, unknown>): string {
-  return JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '210987654321098',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: '15550101234', phone_number_id: PHONE_NUMBER_ID },
-              ...value,
-            },
-          },
-        ],
-      },
-    ],
-  });
-}
-
-interface User {
-  /** Withheld for a user with a username who has not talked to us lately. */
-  phone?: string;
-  bsuid: string;
-  name?: string;
-  username?: string;
-}
-
-/**
- * An inbound message as Meta sends it since BSUIDs: `from_user_id` always, `from` only when the
- * phone number may be shared; the contacts entry with `user_id`, `wa_id` likewise, and the profile
- * with the username when the user has one.
- */
-function inbound(user: User, message: Record<string, unknown>, id = wamid()): { id: string; body: string } {
-  const profile = { name: user.name ?? 'WhatsApp user', ...(user.username ? { username: user.username } : {}) };
-  return {
-    id,
-    body: envelope({
-      contacts: [{ profile, ...(user.phone ? { wa_id: user.phone } : {}), user_id: user.bsuid }],
-      messages: [
-        {
-          ...(user.phone ? { from: user.phone } : {}),
-          from_user_id: user.bsuid,
-          id,
-          timestamp: '1793836800',
-          ...message,
-        },
-      ],
-    }),
-  };
-}
-
-const text = (body: string) => ({ type: 'text', text: { body } });
+const wamid = () => newWamid('VENDOR');
 
 describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKind})`, () => {
   let t: TestApp;
@@ -101,7 +51,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
     const r = await t.app.inject({
       method: 'POST',
       url: '/webhooks/whatsapp',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+      headers: signedWebhookHeaders(body, APP_SECRET),
       payload: body,
     });
     assert.equal(r.statusCode, 200, r.body);
@@ -143,8 +93,8 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
   const markedRead = (id: string) => graph.requests.some((r) => r.body.status === 'read' && r.body.message_id === id);
 
   test('a user known only by BSUID is answered through `recipient`, never `to`; once their phone shows up, through `to`', async () => {
-    const user: User = { bsuid: 'US.13491208655302741918', username: '@ana.tides', name: 'Ana' };
-    const first = inbound(user, text('help'));
+    const user: WhatsAppUser = { bsuid: 'US.13491208655302741918', username: '@ana.tides', name: 'Ana' };
+    const first = inboundWebhook(user, text('help'));
     const { sent } = await converse(first);
     assert.equal(sent.length, 1);
     assert.equal(sent[0]!.body.recipient, user.bsuid);
@@ -166,7 +116,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
 
     // Later one message carries both the BSUID and the phone number: the same contact gains the phone.
     const withPhone = { ...user, phone: '15550007001' };
-    const second = await converse(inbound(withPhone, text('balance')));
+    const second = await converse(inboundWebhook(withPhone, text('balance')));
     assert.equal(await count('whatsapp_contacts WHERE bsuid = $1 OR phone = $2', [user.bsuid, withPhone.phone]), 1);
     assert.equal(await accountOf(withPhone.phone), account);
     assert.equal(textOf(second.sent[0]!), 'You have 5 credits.');
@@ -181,7 +131,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
   test('after `user_changed_user_id` the next message from the new BSUID reaches the same account: same balance, no second grant', async () => {
     const oldId = 'BR.90817263544536271809';
     const newId = 'BR.11223344556677889900';
-    await converse(inbound({ bsuid: oldId, name: 'Bea' }, text('hi')));
+    await converse(inboundWebhook({ bsuid: oldId, name: 'Bea' }, text('hi')));
     const account = await accountOf(oldId);
     await topUp(t.db, { accountId: account, credits: 20, key: `test:topup:${account}`, sourceRef: 'cs_test_vendor' });
     assert.equal(await balanceOf(t.db, account), 25);
@@ -189,25 +139,15 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
     const queued = { to: oldId, text: 'queued before the change' };
 
     // Meta's system message: no contacts array; the old BSUID on the message, the new one in `system`.
-    const systemId = wamid();
-    const system = envelope({
-      messages: [
-        {
-          from_user_id: oldId,
-          id: systemId,
-          timestamp: '1793836900',
-          type: 'system',
-          system: { body: `User Bea changed from ${oldId} to ${newId}`, user_id: newId, type: 'user_changed_user_id' },
-        },
-      ],
-    });
-    const changed = await converse({ id: systemId, body: system });
+    const system = userIdChangedWebhook({ from: oldId, to: newId, name: 'Bea' });
+    const systemId = system.id;
+    const changed = await converse(system);
     assert.equal(changed.sends.length, 0, 'no reply to a system message');
     assert.equal(markedRead(systemId), false, 'a system message is not marked read');
     assert.equal(await accountOf(newId), account, 'the contact moved to the new BSUID');
 
     const accountsBefore = await count('accounts');
-    const next = await converse(inbound({ bsuid: newId, name: 'Bea' }, text('balance')));
+    const next = await converse(inboundWebhook({ bsuid: newId, name: 'Bea' }, text('balance')));
     assert.equal(await count('accounts'), accountsBefore, 'no second account');
     assert.equal(await accountOf(newId), account);
     assert.equal(textOf(next.sent[0]!), 'You have 25 credits.');
@@ -223,7 +163,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
     assert.equal(await count('whatsapp_contacts WHERE bsuid = $1', [oldId]), 0);
 
     // A late webhook from the old BSUID still reaches the same account, and the ids stay as they are.
-    const late = await converse(inbound({ bsuid: oldId, name: 'Bea' }, text('balance')));
+    const late = await converse(inboundWebhook({ bsuid: oldId, name: 'Bea' }, text('balance')));
     assert.equal(textOf(late.sent[0]!), 'You have 25 credits.');
     assert.equal(late.sent[0]!.body.recipient, newId);
     assert.equal(await accountOf(newId), account);
@@ -240,7 +180,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
   test('Graph API 131062 (a BSUID recipient is not supported for this message) is dead with its reason', async () => {
     const bsuid = 'DE.55501234987612340001';
     graph.script({ code: 131062, details: 'Business-scoped User ID recipients are not supported for this message.' });
-    const hello = inbound({ bsuid }, text('hello'));
+    const hello = inboundWebhook({ bsuid }, text('hello'));
     await post(hello.body);
     await deliver(['whatsapp.process_message']);
     const [send] = await deliver(['whatsapp.send_message']);
@@ -260,16 +200,16 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
   });
 
   test('a reaction and its removal send nothing and are not marked read', async () => {
-    const user: User = { phone: '15550007101', bsuid: 'US.70000000000000007101' };
-    const hello = inbound(user, text('hi'));
+    const user: WhatsAppUser = { phone: '15550007101', bsuid: 'US.70000000000000007101' };
+    const hello = inboundWebhook(user, text('hi'));
     await converse(hello);
     const { wamid: ourReply } = (
       await t.db.query<{ wamid: string }>('SELECT wamid FROM whatsapp_messages WHERE send_key = $1', [
         `reply:${hello.id}`,
       ])
     ).rows[0]!;
-    const reacted = inbound(user, { type: 'reaction', reaction: { message_id: ourReply, emoji: '\u{1F44D}' } });
-    const removed = inbound(user, { type: 'reaction', reaction: { message_id: ourReply } });
+    const reacted = inboundWebhook(user, { type: 'reaction', reaction: { message_id: ourReply, emoji: '\u{1F44D}' } });
+    const removed = inboundWebhook(user, { type: 'reaction', reaction: { message_id: ourReply } });
     for (const m of [reacted, removed]) {
       const { sends, sent } = await converse(m);
       assert.equal(sends.length, 0);
@@ -280,7 +220,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
     // From somebody we never met: nothing either, and no account.
     const accounts = await count('accounts');
     const stranger = await converse(
-      inbound(
+      inboundWebhook(
         { bsuid: 'US.70000000000000007199' },
         { type: 'reaction', reaction: { message_id: ourReply, emoji: 'x' } },
       ),
@@ -290,8 +230,8 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
   });
 
   test('request_welcome (a user opening the chat) gets the welcome text', async () => {
-    const user: User = { phone: '15550007201', bsuid: 'US.70000000000000007201' };
-    const welcome = inbound(user, { type: 'request_welcome' });
+    const user: WhatsAppUser = { phone: '15550007201', bsuid: 'US.70000000000000007201' };
+    const welcome = inboundWebhook(user, { type: 'request_welcome' });
     const { sent } = await converse(welcome);
     assert.equal(sent.length, 1);
     assert.match(
@@ -303,9 +243,9 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
   });
 
   test('a button reply titled `balance` answers the balance; list rows and template buttons read as their text', async () => {
-    const user: User = { phone: '15550007301', bsuid: 'US.70000000000000007301' };
-    await converse(inbound(user, text('hi')));
-    const button = inbound(user, {
+    const user: WhatsAppUser = { phone: '15550007301', bsuid: 'US.70000000000000007301' };
+    await converse(inboundWebhook(user, text('hi')));
+    const button = inboundWebhook(user, {
       type: 'interactive',
       context: { from: '15550101234', id: 'wamid.OURBUTTONS' },
       interactive: { type: 'button_reply', button_reply: { id: 'btn-balance', title: 'balance' } },
@@ -314,7 +254,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
     assert.equal(textOf(pressed.sent[0]!), 'You have 5 credits.');
     assert.ok(markedRead(button.id));
     const list = await converse(
-      inbound(user, {
+      inboundWebhook(user, {
         type: 'interactive',
         interactive: {
           type: 'list_reply',
@@ -324,7 +264,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
     );
     assert.match(textOf(list.sent[0]!), /^Here is what I can do:/);
     const template = await converse(
-      inbound(user, {
+      inboundWebhook(user, {
         type: 'button',
         context: { id: 'wamid.OURTEMPLATE' },
         button: { payload: 'BAL', text: 'Balance' },
@@ -334,9 +274,9 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
   });
 
   test('an image or a document captioned with a link starts the post flow, as the link in a text would', async () => {
-    const user: User = { phone: '15550007401', bsuid: 'US.70000000000000007401' };
-    await converse(inbound(user, text('hi')));
-    const image = inbound(user, {
+    const user: WhatsAppUser = { phone: '15550007401', bsuid: 'US.70000000000000007401' };
+    await converse(inboundWebhook(user, text('hi')));
+    const image = inboundWebhook(user, {
       type: 'image',
       image: {
         caption: 'Write about this: https://example.org/tides.',
@@ -358,7 +298,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
     assert.match(reply.text, /^On it: reading https:\/\/example\.org\/tides/);
     t.enqueued.length = 0;
 
-    const document = inbound(user, {
+    const document = inboundWebhook(user, {
       type: 'document',
       document: { caption: 'https://example.org/paper', filename: 'paper.pdf', mime_type: 'application/pdf', id: '2' },
     });
@@ -372,7 +312,7 @@ describe(`WhatsApp vendor traffic: BSUIDs, id changes, message types (${testDbKi
 
     // A picture with no link in its caption is still one we cannot read.
     const plain = await converse(
-      inbound(user, { type: 'image', image: { caption: 'my cat', mime_type: 'image/jpeg', id: '3' } }),
+      inboundWebhook(user, { type: 'image', image: { caption: 'my cat', mime_type: 'image/jpeg', id: '3' } }),
     );
     assert.match(textOf(plain.sent[0]!), /can't read pictures yet/);
   });

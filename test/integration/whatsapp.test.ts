@@ -14,6 +14,7 @@ import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
+import { statusesWebhook } from '../helpers/whatsapp-webhooks.ts';
 
 const APP_SECRET = 'meta-app-secret-for-tests';
 const VERIFY_TOKEN = 'verify-me-please';
@@ -417,30 +418,18 @@ describe(`WhatsApp webhook and tasks (${testDbKind})`, () => {
       await t.db.query<{ wamid: string }>('SELECT wamid FROM whatsapp_messages WHERE send_key = $1', [key])
     ).rows[0]!;
     const statuses = (list: Array<{ status: string; errors?: unknown[] }>, id = sentId) =>
-      JSON.stringify({
-        object: 'whatsapp_business_account',
-        entry: [
-          {
-            id: '1',
-            changes: [
-              {
-                field: 'messages',
-                value: {
-                  messaging_product: 'whatsapp',
-                  metadata: { phone_number_id: graph.phoneNumberId },
-                  statuses: list.map((s) => ({
-                    id,
-                    recipient_id: '15550005001',
-                    timestamp: '1793836809',
-                    pricing: { billable: false, pricing_model: 'PMP', category: 'service' },
-                    ...s,
-                  })),
-                },
-              },
-            ],
-          },
-        ],
-      });
+      JSON.stringify(
+        statusesWebhook(
+          list.map((s) => ({
+            id,
+            recipient_id: '15550005001',
+            timestamp: '1793836809',
+            pricing: { billable: false, pricing_model: 'PMP', category: 'service' },
+            ...s,
+          })),
+          graph.phoneNumberId,
+        ),
+      );
     const statusOf = async (k: string) =>
       (await t.db.query<{ status: string }>('SELECT status FROM whatsapp_messages WHERE send_key = $1', [k])).rows[0]!
         .status;

@@ -15,6 +15,7 @@ import {
   verifyWebhookSignature,
   WebhookPayloadError,
 } from '../../src/domains/whatsapp/webhook.ts';
+import { messagesWebhook, statusesWebhook } from '../helpers/whatsapp-webhooks.ts';
 
 test('commands are case-insensitive; a URL wins; blog needs a topic; anything else is help', () => {
   assert.deepEqual(parseCommand('text', '  BALANCE '), { kind: 'balance' });
@@ -204,14 +205,9 @@ test('message types: buttons and list rows read as their title, captions with a 
   assert.equal(marksRead('image'), true);
   for (const type of ['system', 'reaction', 'request_welcome']) assert.equal(marksRead(type), false, type);
 
-  const value = (message: Record<string, unknown>) => ({
-    object: 'whatsapp_business_account',
-    entry: [
-      { id: '1', changes: [{ field: 'messages', value: { messages: [{ id: 'w', timestamp: '1', ...message }] } }] },
-    ],
-  });
   const body = (message: Record<string, unknown>) =>
-    parseWebhook(value({ from: '15551234567', ...message })).messages[0]!.body;
+    parseWebhook(messagesWebhook({ messages: [{ id: 'w', timestamp: '1', from: '15551234567', ...message }] }))
+      .messages[0]!.body;
   assert.equal(
     body({ type: 'interactive', interactive: { type: 'button_reply', button_reply: { id: 'b1', title: 'balance' } } }),
     'balance',
@@ -283,25 +279,7 @@ test('identity: who sent a message, whatever ids Meta gives; what a system messa
 });
 
 test('a status for a message sent to a BSUID names its recipient by recipient_user_id', () => {
-  const status = (fields: Record<string, unknown>) =>
-    parseWebhook({
-      object: 'whatsapp_business_account',
-      entry: [
-        {
-          id: '210987654321098',
-          changes: [
-            {
-              field: 'messages',
-              value: {
-                messaging_product: 'whatsapp',
-                metadata: { display_phone_number: '15550101234', phone_number_id: '109876543210987' },
-                statuses: [{ id: 'wamid.OURS', status: 'delivered', timestamp: '1793836800', ...fields }],
-              },
-            },
-          ],
-        },
-      ],
-    }).statuses[0]!.recipient;
+  const status = (fields: Record<string, unknown>) => parseWebhook(statusesWebhook([fields])).statuses[0]!.recipient;
   assert.equal(status({ recipient_user_id: 'US.13491208655302741918' }), 'US.13491208655302741918');
   assert.equal(status({ recipient_id: '15551234567', recipient_user_id: 'US.13491208655302741918' }), '15551234567');
   assert.equal(status({}), null);
