@@ -370,12 +370,38 @@ const task = {
   scheduleTime: now, createTime: now, dispatchDeadline: { seconds: 600, nanos: 0 }, dispatchCount: 0, responseCount: 0, view: 'BASIC',
 };
 const { tasks } = loadServices();
-const server = await startGrpcServer('127.0.0.1', 0, [{ spec: tasks, handlers: { CreateTask: () => task } }], () => {});
-process.stdout.write('PORT ' + server.port + '\\n');
+let port;
+if (process.argv[1] === 'bare') {
+  // The same answer from a bare node:http2 server (no grpc-js): what the gRPC transport costs.
+  const http2 = await import('node:http2');
+  const create = tasks.methods.find((m) => m.name === 'CreateTask');
+  const bytes = create.responseType.encode(create.responseType.fromObject(task)).finish();
+  const frame = Buffer.alloc(5 + bytes.length);
+  frame.writeUInt32BE(bytes.length, 1);
+  frame.set(bytes, 5);
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    const chunks = [];
+    stream.on('data', (c) => chunks.push(c));
+    stream.on('end', () => {
+      const body = Buffer.concat(chunks);
+      create.requestType.toObject(create.requestType.decode(body.subarray(5)), { longs: Number, enums: String });
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc+proto' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': '' }));
+      stream.end(frame);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = server.address().port;
+} else {
+  const server = await startGrpcServer('127.0.0.1', 0, [{ spec: tasks, handlers: { CreateTask: () => task } }], () => {});
+  port = server.port;
+}
+process.stdout.write('PORT ' + port + '\\n');
 `;
 
-async function grpcClientCeiling(): Promise<Row> {
-  const proc = spawn(process.execPath, ['--input-type=module', '-e', CANNED_SERVER], {
+async function grpcClientCeiling(bare = false): Promise<Row> {
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', CANNED_SERVER, bare ? 'bare' : 'grpc-js'], {
     cwd: new URL('..', import.meta.url).pathname,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -409,7 +435,7 @@ async function grpcClientCeiling(): Promise<Row> {
       const result = await drive(TASKS, CALLERS, request);
       return {
         where: 'no emulator',
-        measure: 'createTask, gRPC client vs a canned answer (client ceiling)',
+        measure: `createTask, gRPC client vs a canned answer from ${bare ? 'bare node:http2' : 'grpc-js'} (client ceiling)`,
         ...result,
         perSecond: result.count / result.seconds,
       };
@@ -689,6 +715,7 @@ async function defaultRun(): Promise<void> {
   }
   rows.push(await restClientCeiling());
   rows.push(await grpcClientCeiling());
+  rows.push(await grpcClientCeiling(true));
 
   const cpu = os.cpus();
   console.log(

@@ -3,10 +3,12 @@
 // does not send, and lowercases names; here the target sees exactly the headers given, case kept.
 import http from 'node:http';
 import https from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 
 export interface DeliveryRequest {
   url: string;
   method: string;
+  /** Sent as they are; deliver() adds Content-Length to this object (each request builds its own). */
   headers: Record<string, string>;
   body: Buffer | undefined;
   /** The dispatch deadline / attempt deadline, in real milliseconds. */
@@ -27,10 +29,26 @@ export interface PendingDelivery {
   abort(reason: string): void;
 }
 
+// Parsed target URLs: tasks of a queue mostly go to a few URLs, and parsing one (new URL, then
+// the request options) is a fair part of a dispatch. Bounded; emptied when full.
+const MAX_PARSED_URLS = 1024;
+
 /** Sends requests over keep-alive agents owned by one emulator, closed with it. */
 export class Deliverer {
   readonly #httpAgent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
   readonly #httpsAgent = new https.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  readonly #parsed = new Map<string, http.RequestOptions>();
+
+  /** What http.request(url) would derive from the URL (host, port, path, credentials), once per URL. */
+  #options(url: string): http.RequestOptions {
+    let options = this.#parsed.get(url);
+    if (!options) {
+      options = urlToHttpOptions(new URL(url));
+      if (this.#parsed.size >= MAX_PARSED_URLS) this.#parsed.clear();
+      this.#parsed.set(url, options);
+    }
+    return options;
+  }
 
   deliver(request: DeliveryRequest): PendingDelivery {
     let settle!: (result: DeliveryResult) => void;
@@ -44,16 +62,17 @@ export class Deliverer {
         resolve(r);
       };
     });
-    const headers: Record<string, string> = { ...request.headers };
+    const headers = request.headers;
     if (request.body && request.body.length > 0) headers['Content-Length'] = String(request.body.length);
     else if (request.method === 'POST' || request.method === 'PUT' || request.method === 'PATCH')
       headers['Content-Length'] = '0';
 
     let req: http.ClientRequest;
     try {
-      const url = new URL(request.url);
-      const secure = url.protocol === 'https:';
-      req = (secure ? https : http).request(url, {
+      const target = this.#options(request.url);
+      const secure = target.protocol === 'https:';
+      req = (secure ? https : http).request({
+        ...target,
         method: request.method,
         headers,
         agent: secure ? this.#httpsAgent : this.#httpAgent,

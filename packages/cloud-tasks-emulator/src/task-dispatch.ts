@@ -111,6 +111,7 @@ export class Dispatcher {
       timeoutMs: task.dispatchDeadlineMs,
     });
     ctx.attempts.track(pending, now + task.dispatchDeadlineMs, (result) => this.#finishAttempt(task, attempt, result));
+    if (!ctx.events.has('task:dispatched')) return;
     ctx.events.emit('task:dispatched', {
       task: task.name,
       queue: queue.json.name,
@@ -132,7 +133,6 @@ export class Dispatcher {
     if (queue.tasks.get(task.id) !== task || this.#store.queues.get(queue.json.name) !== queue) return;
     const now = this.#store.now();
     const { status } = result;
-    const event = { task: task.name, queue: queue.json.name, attempt: task.dispatchCount };
     attempt.responseStatus = attemptStatus(result);
     if (status !== undefined) {
       attempt.responseTime = now;
@@ -145,7 +145,7 @@ export class Dispatcher {
 
     if (status !== undefined && status >= 200 && status < 300) {
       this.#store.dropTask(task);
-      ctx.events.emit('task:succeeded', { ...event, status });
+      if (ctx.events.has('task:succeeded')) ctx.events.emit('task:succeeded', { ...attemptEvent(task), status });
       return;
     }
     // Another attempt (RunTask on a running task) is still out; its outcome decides what comes next.
@@ -162,7 +162,7 @@ export class Dispatcher {
         url: task.url,
         ...failure(result),
       });
-      ctx.events.emit('task:failed', { ...event, ...failure(result) });
+      ctx.events.emit('task:failed', { ...attemptEvent(task), ...failure(result) });
       return;
     }
     let delayMs = backoffDelayMs(task.dispatchCount, retry);
@@ -175,10 +175,14 @@ export class Dispatcher {
     this.schedule(task);
     if (ctx.persistent) ctx.journal.write({ t: 'task', task: taskJson(task) });
     ctx.events.emit('task:retry-scheduled', {
-      ...event,
+      ...attemptEvent(task),
       ...failure(result),
       retryAt: task.scheduleTime,
       delayMs,
     });
   }
+}
+
+function attemptEvent(task: Task): { task: string; queue: string; attempt: number } {
+  return { task: task.name, queue: task.queue.json.name, attempt: task.dispatchCount };
 }

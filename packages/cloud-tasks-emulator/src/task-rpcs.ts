@@ -52,7 +52,9 @@ export class TaskRpcs {
   async createTask(request: ProtoObject): Promise<ProtoObject> {
     const ctx = this.#store.ctx;
     const parent = String(request.parent ?? '');
-    if (!parseQueueName(parent)) throw queueNameError();
+    // A stored queue's name is known to be valid: the pattern is only needed for an unknown one.
+    const queue = this.#store.queues.get(parent);
+    if (!queue && !parseQueueName(parent)) throw queueNameError();
     const given: ProtoObject | undefined = request.task;
     if (!given) throw invalidArgument('Task is required.');
     let id: string;
@@ -76,7 +78,6 @@ export class TaskRpcs {
     } else {
       id = generateTaskId();
     }
-    const queue = this.#store.queues.get(parent);
     if (!queue) throw notFound(MSG_QUEUE_MISSING);
     const now = this.#store.now();
     const task = taskFromProto(queue, id, named, given, now);
@@ -90,7 +91,9 @@ export class TaskRpcs {
     this.#dispatcher.schedule(task);
     // Acknowledged only once durable: a killed emulator loses no task it said it accepted.
     if (ctx.persistent) await ctx.journal.append({ t: 'task', task: taskJson(task) });
-    ctx.events.emit('task:created', { task: name, queue: parent, scheduleTime: task.scheduleTime });
+    if (ctx.events.has('task:created')) {
+      ctx.events.emit('task:created', { task: name, queue: parent, scheduleTime: task.scheduleTime });
+    }
     ctx.wake();
     return renderTask(task, request.responseView === 'FULL');
   }
