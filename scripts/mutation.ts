@@ -65,7 +65,12 @@ export const MODULES: Record<string, MutationModule> = {
     // is read), the 401 and 404 answers, and the outcomes built from a refused claim, a lost lease
     // and a failed attempt (notClaimed, fenced, failed, the attempt numbers).
     mutate: ['src/tasks/push-route.ts:53-94', 'src/tasks/push-route.ts:347-417'],
-    tests: ['test/integration/push-auth-before-body.test.ts', 'test/integration/push-route.test.ts'],
+    // push-route-answers checks each answer, event and log line of these paths (the fastest).
+    tests: [
+      'test/integration/push-route-answers.test.ts',
+      'test/integration/push-auth-before-body.test.ts',
+      'test/integration/push-route.test.ts',
+    ],
   },
   'task-runs': {
     // The claim and finish statements and the code that builds their parameters and reads their rows.
@@ -74,9 +79,11 @@ export const MODULES: Record<string, MutationModule> = {
   },
   credits: {
     // move (every ledger entry, its idempotency key and the balance check) and the holds
-    // (reserve, settle, release, adjust): what changes a balance.
-    mutate: ['src/domains/credits/credits.service.ts:84-156', 'src/domains/credits/credits.service.ts:238-341'],
-    tests: ['test/unit/credits.test.ts', 'test/integration/credits.test.ts'],
+    // (reserve, settle, release, adjust): what changes a balance. From inTransaction to positive,
+    // and from charge to adjust.
+    mutate: ['src/domains/credits/credits.service.ts:40-107', 'src/domains/credits/credits.service.ts:187-289'],
+    // The guards file calls the service on a bare database (fast); credits.test.ts adds the races.
+    tests: ['test/integration/credits-guards.test.ts', 'test/integration/credits.test.ts'],
   },
 };
 
