@@ -9,7 +9,8 @@
 // Then each server once more at one connection, for the latency of a lone delivery.
 //
 // Run: node bench/push-path.bench.ts [--runs 3] [--seconds 10] [--warmup 5] [--connections 50]
-//        [--seed 200000] [--naive-seed 100000] [--single-seconds 5] [--tokens 64]
+//        [--seed 200000] [--naive-seed 100000] [--single-seconds 5] [--tokens 64] [--explain-only]
+// --explain-only stops after the seed and the EXPLAINs (plans, and the WAL each statement wrote).
 // --seed 5000000 measures the push path over 5 million finished runs (seeding takes minutes).
 // PostgreSQL from BENCH_DATABASE_URL (default the local server); the script creates, migrates, seeds
 // and drops its own database. Bounded: a warm-up of --warmup seconds and --runs measured runs of
@@ -455,21 +456,32 @@ function cpuSplit(before: CpuSample, after: CpuSample, elu: number): CpuSplit {
   return { server: cores(server), postgres: cores(postgres), generator: cores(generator), rest: cores(rest), elu };
 }
 
-// Seeds realistic volume (the planner trap of performance.md): finished runs of several tasks.
-const SEED = `
+// Seeds realistic volume (the planner trap of performance.md): finished runs of several tasks, with
+// their attempt history where the schema keeps it: a JSON array on the run before migration 0017, a
+// task_attempts row per run since (the script runs against either, for before/after comparisons).
+const seedSql = (history: 'array' | 'table') => `
+  WITH runs AS (
   INSERT INTO task_runs (task, idempotency_key, status, attempts, payload, payload_hash, cloud_task_name, queue_name,
-                         delivery, attempt_history, created_at, started_at, finished_at, updated_at, last_error)
+                         delivery, ${history === 'array' ? 'attempt_history, ' : ''}created_at, started_at, finished_at,
+                         updated_at, last_error)
   SELECT t.task, 'seed-' || g, CASE WHEN g % 100 = 0 THEN 'dead' ELSE 'succeeded' END, 1 + (g % 100 = 0)::int * 4,
          jsonb_build_object('id', 'seed-' || g), md5(g::text) || md5((g + 1)::text), 'seed-' || g, t.queue,
          jsonb_build_object('x-cloudtasks-queuename', t.queue, 'x-cloudtasks-taskname', 'seed-' || g,
                             'x-cloudtasks-taskretrycount', '0'),
-         jsonb_build_array(jsonb_build_object('attempt', 1, 'status', 'succeeded', 'durationMs', g % 50)),
+         ${history === 'array' ? "jsonb_build_array(jsonb_build_object('attempt', 1, 'status', 'succeeded', 'durationMs', g % 50))," : ''}
          ts, ts, ts + interval '20 ms', ts + interval '20 ms',
          CASE WHEN g % 100 = 0 THEN 'seeded failure' END
     FROM generate_series($2::int + 1, $1::int) AS g
    CROSS JOIN LATERAL (SELECT now() - (g * interval '3 s') AS ts,
                               (ARRAY['${TASK}', 'whatsapp.send_reply', 'blog.generate_post', 'health.check'])[1 + g % 4] AS task,
-                              (ARRAY['${QUEUE}', 'whatsapp', 'blog', 'maintenance'])[1 + g % 4] AS queue) AS t`;
+                              (ARRAY['${QUEUE}', 'whatsapp', 'blog', 'maintenance'])[1 + g % 4] AS queue) AS t
+  RETURNING id, task, status, attempts, started_at, finished_at, last_error)
+  ${
+    history === 'array'
+      ? 'SELECT count(*) FROM runs'
+      : `INSERT INTO task_attempts (run_id, attempt, task, status, started_at, finished_at, duration_ms, error, retry_count)
+         SELECT id, attempts, task, status, started_at, finished_at, 20, last_error, attempts - 1 FROM runs`
+  }`;
 
 /**
  * The two hot statements exactly as the repository sends them (recorded through a Queryable),
@@ -517,7 +529,7 @@ async function explainHotStatements(db: ReturnType<typeof openPostgres>): Promis
     const [claimSql, finishSql] = recorded;
     if (!claimSql || !finishSql || recorded.length !== 2) throw new Error('explain: expected exactly two statements');
     const plan = async (text: string, values: unknown[]) =>
-      (await client.query(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) ${text}`, values)).rows
+      (await client.query(`EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF) ${text}`, values)).rows
         .map((r: Record<string, string>) => r['QUERY PLAN'])
         .join('\n');
     // A second fresh key, so the EXPLAINed claim inserts like a real one; then finish that run.
@@ -565,7 +577,7 @@ async function explainBatchStatements(db: ReturnType<typeof openPostgres>): Prom
       exec: async () => {},
     };
     const plan = async (text: string, values: unknown[]) =>
-      (await client.query(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF, SUMMARY OFF) ${text}`, values)).rows
+      (await client.query(`EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF, TIMING OFF, SUMMARY OFF) ${text}`, values)).rows
         .map((r: Record<string, string>) => r['QUERY PLAN'])
         .join('\n');
     const now = new Date();
@@ -631,6 +643,7 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '200000' },
       'naive-seed': { type: 'string', default: '100000' },
       'single-seconds': { type: 'string', default: '5' },
+      'explain-only': { type: 'boolean', default: false },
       tokens: { type: 'string', default: '64' },
     },
   });
@@ -659,14 +672,19 @@ async function main(): Promise<void> {
     );
     await migrate(db);
     const seedStarted = performance.now();
+    const attemptsTable = (await db.query("SELECT to_regclass('task_attempts') IS NOT NULL AS present")).rows[0] as {
+      present: boolean;
+    };
+    const seed = seedSql(attemptsTable.present ? 'table' : 'array');
     // In steps of a million, so a 5,000,000-row seed is not one huge statement.
     for (let from = 0; from < seedRows; from += 1_000_000) {
-      await db.query(SEED, [Math.min(seedRows, from + 1_000_000), from]);
+      await db.query(seed, [Math.min(seedRows, from + 1_000_000), from]);
     }
     await db.exec(NAIVE_TABLE);
     await db.query(NAIVE_SEED, [naiveSeedRows]);
     await db.exec('VACUUM ANALYZE task_runs');
     await db.exec('VACUUM ANALYZE naive_runs');
+    if (attemptsTable.present) await db.exec('VACUUM ANALYZE task_attempts');
     console.log(
       `seeded ${seedRows} finished runs (naive table: ${naiveSeedRows} rows) and analysed in ${(performance.now() - seedStarted).toFixed(0)} ms`,
     );
@@ -700,6 +718,18 @@ async function main(): Promise<void> {
     if (!/Index Scan using task_runs_pkey/.test(batch.finish) || /Seq Scan on task_runs/.test(batch.finish)) {
       throw new Error('the batch finish does not find its rows by primary key (see the plan above)');
     }
+
+    // The WAL each statement wrote (records and bytes, from EXPLAIN's WAL option): one index entry is
+    // one WAL record, so this counts what the statements write whatever else loads the machine.
+    const wal = (plan: string) => {
+      const m = /WAL: records=(\d+)(?:\s+fpi=(\d+))?\s+bytes=(\d+)/.exec(plan);
+      return m ? `${m[1]} records (${m[2] ?? 0} full-page images), ${m[3]} bytes` : 'none';
+    };
+    console.log(
+      `\nWAL written: claim ${wal(explain.claim)}; finish ${wal(explain.finish)}; ` +
+        `batch claim (25 rows) ${wal(batch.claim)}; batch finish (25 rows) ${wal(batch.finish)}`,
+    );
+    if (args['explain-only']) return;
 
     const issuer = await startTestIssuer({ audience: AUDIENCE, nowSeconds: () => Math.floor(Date.now() / 1000) });
     issuerClose = issuer.close;
@@ -769,7 +799,7 @@ async function main(): Promise<void> {
       await db.exec('CHECKPOINT');
       const eluBefore = (await s.stats()).elu;
       const before = await sampleCpu(db, dbName, s);
-      const limitMs = ('amount' in bound ? seconds * 3 + 10 : bound.seconds + 15) * 1000;
+      const limitMs = ('amount' in bound ? Math.max(seconds, singleSeconds) * 3 + 10 : bound.seconds + 15) * 1000;
       const r = await load(s.port, label, tokens, bound, conns, limitMs);
       const after = await sampleCpu(db, dbName, s);
       const elu = performance.eventLoopUtilization((await s.stats()).elu, eluBefore).utilization;
@@ -779,8 +809,8 @@ async function main(): Promise<void> {
         !r.cutByTimeLimit &&
         r.non2xx === 0 &&
         r.errors === 0 &&
-        // A run bounded by time ends with up to one request per connection answered after it stopped
-        // listening: those rows exist without a counted response.
+        // A run bounded by time (only the warm-ups and probes, which are not checked) ends with up to
+        // one request per connection answered after it stopped listening: rows without a counted 200.
         ('amount' in bound
           ? r.requests === bound.amount && rows.total === r.ok200
           : rows.total >= r.ok200 && rows.total <= r.ok200 + conns) &&
@@ -810,11 +840,37 @@ async function main(): Promise<void> {
         results[s.kind].push(r);
       }
     }
-    // One delivery at a time: what batching must not slow down.
+    // One delivery at a time: what batching must not slow down. Bounded by count, like the runs
+    // above, so the check is exact: a run bounded by time stops with its last request unanswered
+    // (at one connection its row exists and its 200 is never counted, so the count came out one
+    // short). A short unmeasured probe gives the rate the count is taken from.
     const single: Partial<Record<Kind, Measured>> = {};
     if (singleSeconds > 0) {
-      for (const s of servers) single[s.kind] = await measure(s, `single-${s.kind}`, { seconds: singleSeconds }, 1);
+      for (const s of servers) {
+        const probeSeconds = Math.min(2, singleSeconds);
+        const probe = await load(
+          s.port,
+          `probe-${s.kind}`,
+          tokens,
+          { seconds: probeSeconds },
+          1,
+          (probeSeconds + 15) * 1000,
+        );
+        const amount = Math.max(1, Math.round(probe.rps * singleSeconds));
+        single[s.kind] = await measure(s, `single-${s.kind}`, { amount }, 1);
+      }
     }
+
+    // How many of the updates were HOT (no index entry written), from PostgreSQL's statistics. Each
+    // backend reports its counts when it exits: the servers are stopped first.
+    for (const s of servers.splice(0)) await s.stop();
+    await new Promise((r) => setTimeout(r, 1000));
+    const hotRows = (
+      await db.query<{ relname: string; upd: string; hot: string }>(
+        `SELECT relname, n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables
+          WHERE relname IN ('task_runs', 'naive_runs') ORDER BY relname`,
+      )
+    ).rows;
 
     const summary = (kind: Kind) => {
       const rs = results[kind];
@@ -876,6 +932,14 @@ async function main(): Promise<void> {
         `p99 push ${p.p99.toFixed(2)} ms vs naive ${n.p99.toFixed(2)} ms (goal: no worse); ` +
         `postgres CPU per task push ${p.postgresPerRequest.toFixed(0)} µs vs naive ${n.postgresPerRequest.toFixed(0)} µs (goal: no more).` +
         (contended ? `\n${contended} run(s) contended by other processes: re-run on a quiet machine.` : ''),
+    );
+    console.log(
+      `\nHOT updates over the whole run (warm-ups included): ${hotRows
+        .map(
+          (r) =>
+            `${r.relname} ${Number(r.hot)} of ${Number(r.upd)} (${((Number(r.hot) / Math.max(1, Number(r.upd))) * 100).toFixed(1)}%)`,
+        )
+        .join('; ')}.`,
     );
     if (failures.length > 0) {
       console.error(`\ncorrectness check failed in ${failures.length} run(s):\n${failures.join('\n')}`);
