@@ -6,21 +6,19 @@
 // ages the holds), against a local page server and the fake OpenAI-compatible server; the last
 // test runs the NUL case through `npm start` against the fake Graph API as well.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { balanceOf, createAccount, grantSignup, history, reserve } from '../../src/domains/credits/credits.service.ts';
-import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { HOLD_SWEEP_AFTER_SECONDS, schedules, tasks } from '../../src/task-registry.ts';
-import { runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
-import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
+import { runBackend } from '../helpers/cli-process.ts';
 import { type FakeOpenAI, startFakeOpenAI } from '../helpers/fake-openai.ts';
+import { type PageServer, startPageServer } from '../helpers/page-server.ts';
+import { type PostApp, startPostApp } from '../helpers/post-app.ts';
 import { push } from '../helpers/push.ts';
-import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
-import { createTestDb, testDbKind } from '../helpers/test-db.ts';
+import { startServiceProcess } from '../helpers/service-process.ts';
+import type { TestApp } from '../helpers/test-app.ts';
+import { testDbKind } from '../helpers/test-db.ts';
 
 const APP_SECRET = 'holds-nul-secret';
 const ARTICLE = readFileSync(new URL('../fixtures/pages/blog-post.html', import.meta.url), 'utf8');
@@ -34,84 +32,27 @@ const wamid = () => `wamid.HOLDNUL${++seq}x${Date.now().toString(36)}`;
 let phones = 0;
 const phone = () => `1555030${String(++phones).padStart(4, '0')}`;
 
-async function startPageServer() {
-  const hits: string[] = [];
-  const server: Server = createServer((req, res) => {
-    hits.push(req.url ?? '');
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(req.url === '/nul' ? NUL_ARTICLE : ARTICLE);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, hits, close: () => new Promise((r) => server.close(r)) };
-}
+const page = (path: string) => ({ body: path === '/nul' ? NUL_ARTICLE : ARTICLE });
 
 describe(`credits holds and NUL characters (${testDbKind})`, () => {
+  let harness: PostApp;
   let t: TestApp;
   let llm: FakeOpenAI;
-  let pages: Awaited<ReturnType<typeof startPageServer>>;
+  let pages: PageServer;
   before(async () => {
-    llm = await startFakeOpenAI();
-    pages = await startPageServer();
-    t = await buildTestApp({
-      env: {
-        WHATSAPP_APP_SECRET: APP_SECRET,
-        SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
-        LLM_BASE_URL: llm.baseURL,
-        LLM_MODEL: 'test-model',
-        LLM_API_KEY: 'sk-test',
-        SIGNUP_CREDITS: '3',
-        POST_COST_CREDITS: '2',
-      },
-    });
+    harness = await startPostApp({ appSecret: APP_SECRET, page });
+    ({ t, llm, pages } = harness);
   });
-  after(async () => {
-    await t.close();
-    await llm.close();
-    await pages.close();
-  });
-  beforeEach(() => {
-    t.enqueued.length = 0;
-    llm.reset();
-  });
+  after(() => harness.close());
+  beforeEach(() => harness.reset());
 
-  const webhook = (from: string, text: string, id = wamid()) => {
-    const body = textWebhook([{ from, text, wamid: id }]);
-    return t.app.inject({
-      method: 'POST',
-      url: '/webhooks/whatsapp',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
-      payload: body,
-    });
-  };
-  /** Delivers every enqueued task of these names (others stay), as Cloud Tasks would. */
-  const deliver = async (names: string[], o: { retryCount?: number } = {}) => {
-    const due = t.enqueued.filter((c) => names.includes(c.task));
-    t.enqueued.splice(0, t.enqueued.length, ...t.enqueued.filter((c) => !names.includes(c.task)));
-    const results = [];
-    for (const call of due) {
-      const key = call.options?.key;
-      results.push({
-        task: call.task,
-        payload: call.payload as Record<string, unknown>,
-        ...(await push(t.app, t.issuer, call.task, call.payload, {
-          headers: key ? { 'x-task-key': key } : {},
-          retryCount: o.retryCount ?? 0,
-        })),
-      });
-    }
-    return results;
-  };
+  const webhook = (from: string, text: string, id = wamid()) => harness.webhook(from, text, id);
+  const deliver = (names: string[], o: { retryCount?: number } = {}) => harness.deliver(names, o);
   const sent = () =>
     t.enqueued
       .filter((c) => c.task === 'whatsapp.send_message')
       .map((c) => ({ text: (c.payload as { text: string }).text, key: c.options?.key ?? '' }));
-  const accountOf = async (from: string) =>
-    Number(
-      (await t.db.query<{ account_id: number }>('SELECT account_id FROM whatsapp_contacts WHERE phone = $1', [from]))
-        .rows[0]!.account_id,
-    );
+  const accountOf = (from: string) => harness.accountOf(from);
   const ledger = async (accountId: number) =>
     (await history(t.db, accountId)).map((e) => [e.kind, e.amount] as const).reverse();
   const holdOf = async (ref: string) =>
@@ -346,40 +287,30 @@ describe(`credits holds and NUL characters (${testDbKind})`, () => {
 });
 
 test(`through npm start: a page with NUL bytes and a model answer with NUL characters end with a post and one charge (${testDbKind})`, async () => {
-  const graph = await startFakeGraphApi();
   const llm = await startFakeOpenAI();
   llm.script('nul-characters');
-  const pages = await startPageServer();
-  const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
-  const ports = await servicePorts();
-  const base = ports.PUBLIC_BASE_URL!;
-  const env: Record<string, string> = {
-    ...ports,
-    DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-holds-nul-')),
-    ...(db?.url ? { DATABASE_URL: db.url } : {}),
-    WHATSAPP_APP_SECRET: APP_SECRET,
-    WHATSAPP_ACCESS_TOKEN: graph.accessToken,
-    WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
-    WHATSAPP_API_BASE_URL: graph.baseUrl,
-    SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
-    LLM_BASE_URL: llm.baseURL,
-    LLM_MODEL: 'test-model',
-    LLM_API_KEY: 'sk-test',
-    SIGNUP_CREDITS: '5',
-    POST_COST_CREDITS: '2',
-  };
-  const service = startBackend(['serve'], env);
+  const pages = await startPageServer(page);
+  const running = await startServiceProcess({
+    appSecret: APP_SECRET,
+    env: {
+      SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
+      LLM_BASE_URL: llm.baseURL,
+      LLM_MODEL: 'test-model',
+      LLM_API_KEY: 'sk-test',
+      SIGNUP_CREDITS: '5',
+      POST_COST_CREDITS: '2',
+    },
+  }).catch(async (err) => {
+    await llm.close();
+    await pages.close();
+    throw err;
+  });
+  const { graph, env, base } = running;
   const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
   try {
-    await service.waitForLine(/"listening on http/);
     const from = '15550309876';
     const body = textWebhook([{ from, text: `Write a post from ${pages.url}/nul`, wamid: 'wamid.E2ENUL1' }]);
-    const r = await fetch(`${base}/webhooks/whatsapp`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
-      body,
-    });
-    assert.equal(r.status, 200);
+    assert.equal((await running.postWebhook(body)).status, 200);
     const sentMessages = await graph.waitForSent(2);
     const ready = textOf(sentMessages[1]!);
     assert.match(ready, /Your post is ready: \*Nul What to know about /);
@@ -401,12 +332,8 @@ test(`through npm start: a page with NUL bytes and a model answer with NUL chara
     assert.equal((history.stdout.match(/ refund /g) ?? []).length, 0);
     assert.equal(graph.sent().length, 2);
   } finally {
-    service.child.kill('SIGTERM');
-    await service.exit;
-    await graph.close();
+    await running.close();
     await llm.close();
     await pages.close();
-    await db?.close();
-    rmSync(env.DATA_DIR!, { recursive: true, force: true });
   }
 });

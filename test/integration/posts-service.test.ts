@@ -1,56 +1,31 @@
 // A post from a WhatsApp message through the whole service as `npm start` runs it: the fake Graph
 // API for WhatsApp, a local page server, and the built-in offline writer (no LLM configured).
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
-import { runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
-import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
-import { createTestDb, testDbKind } from '../helpers/test-db.ts';
+import { textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { runBackend } from '../helpers/cli-process.ts';
+import { startPageServer } from '../helpers/page-server.ts';
+import { startServiceProcess } from '../helpers/service-process.ts';
+import { testDbKind } from '../helpers/test-db.ts';
 
 const APP_SECRET = 'e2e-posts-secret';
 const ARTICLE = readFileSync(new URL('../fixtures/pages/news-article.html', import.meta.url));
 
 test(`a page URL on WhatsApp → a stored page, a post at /posts/{slug}, one reply with its link, one charge (${testDbKind})`, async () => {
-  const graph = await startFakeGraphApi();
-  let pageHits = 0;
-  const pages = createServer((_req, res) => {
-    pageHits++;
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(ARTICLE);
+  const pages = await startPageServer(() => ({ body: ARTICLE }));
+  const pageUrl = `${pages.url}/news/harbour`;
+  const running = await startServiceProcess({
+    appSecret: APP_SECRET,
+    env: { SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true', SIGNUP_CREDITS: '5', POST_COST_CREDITS: '2' },
+  }).catch(async (err) => {
+    await pages.close();
+    throw err;
   });
-  pages.listen(0, '127.0.0.1');
-  await once(pages, 'listening');
-  const pageUrl = `http://127.0.0.1:${(pages.address() as { port: number }).port}/news/harbour`;
-  const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
-  const ports = await servicePorts();
-  const base = ports.PUBLIC_BASE_URL!;
-  const env: Record<string, string> = {
-    ...ports,
-    DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-posts-')),
-    ...(db?.url ? { DATABASE_URL: db.url } : {}),
-    WHATSAPP_APP_SECRET: APP_SECRET,
-    WHATSAPP_ACCESS_TOKEN: graph.accessToken,
-    WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
-    WHATSAPP_API_BASE_URL: graph.baseUrl,
-    SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
-    SIGNUP_CREDITS: '5',
-    POST_COST_CREDITS: '2',
-  };
-  const service = startBackend(['serve'], env);
-  const post = (body: string) =>
-    fetch(`${base}/webhooks/whatsapp`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
-      body,
-    });
+  const { graph, service, env, base } = running;
+  const post = running.postWebhook;
   const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
   try {
-    await service.waitForLine(/"listening on http/);
     const from = '15550301234';
     const body = textWebhook([{ from, text: `Write a post from ${pageUrl} please`, wamid: 'wamid.E2EPOST1' }]);
     assert.equal((await post(body)).status, 200);
@@ -60,7 +35,7 @@ test(`a page URL on WhatsApp → a stored page, a post at /posts/{slug}, one rep
     assert.match(ready, /Your post is ready/);
     const link = new RegExp(`${base}/posts/[a-z0-9-]+`).exec(ready)?.[0];
     assert.ok(link, ready);
-    assert.equal(pageHits, 1);
+    assert.equal(pages.hits.length, 1);
 
     const page = await fetch(link);
     assert.equal(page.status, 200);
@@ -90,13 +65,9 @@ test(`a page URL on WhatsApp → a stored page, a post at /posts/{slug}, one rep
     assert.equal(textOf(all[2]!), 'You have 3 credits.');
     assert.equal(graph.sent().length, 3);
     assert.equal(await ledger(), before);
-    assert.equal(pageHits, 1);
+    assert.equal(pages.hits.length, 1);
   } finally {
-    service.child.kill('SIGTERM');
-    await service.exit;
-    await graph.close();
-    pages.close();
-    await db?.close();
-    rmSync(env.DATA_DIR!, { recursive: true, force: true });
+    await running.close();
+    await pages.close();
   }
 });

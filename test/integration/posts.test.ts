@@ -2,17 +2,18 @@
 // generate_post → the reply, delivered as Cloud Tasks would, against a local page server and a
 // fake OpenAI-compatible server; the credits ledger checked at every step.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { adjust, balanceOf, history } from '../../src/domains/credits/credits.service.ts';
-import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { textWebhook } from '../../src/domains/whatsapp/webhook.ts';
 import { taskRuns } from '../../src/tasks/task-runs.repository.ts';
-import { type FakeOpenAI, startFakeOpenAI } from '../helpers/fake-openai.ts';
+import type { FakeOpenAI } from '../helpers/fake-openai.ts';
+import { type PageAnswer, type PageServer, startPageServer } from '../helpers/page-server.ts';
+import { type PostApp, startPostApp } from '../helpers/post-app.ts';
 import { push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
+import { signedWebhookHeaders } from '../helpers/whatsapp-webhooks.ts';
 
 const APP_SECRET = 'posts-test-secret';
 const ARTICLE = readFileSync(new URL('../fixtures/pages/blog-post.html', import.meta.url));
@@ -21,95 +22,31 @@ const wamid = () => `wamid.POST${++seq}x${Date.now().toString(36)}`;
 let phones = 0;
 const phone = () => `1555020${String(++phones).padStart(4, '0')}`;
 
-async function startPageServer() {
-  const hits: string[] = [];
-  const server: Server = createServer((req, res) => {
-    hits.push(req.url ?? '');
-    if (req.url === '/article') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      return res.end(ARTICLE);
-    }
-    if (req.url === '/broken') {
-      res.writeHead(503, { 'content-type': 'text/html' });
-      return res.end('<h1>down</h1>');
-    }
-    if (req.url === '/file.pdf') {
-      res.writeHead(200, { 'content-type': 'application/pdf' });
-      return res.end('%PDF-1.7');
-    }
-    res.writeHead(404, { 'content-type': 'text/html' });
-    res.end('<h1>not found</h1>');
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}`, hits, close: () => new Promise((r) => server.close(r)) };
+function page(path: string): PageAnswer {
+  if (path === '/article') return { body: ARTICLE };
+  if (path === '/broken') return { status: 503, type: 'text/html', body: '<h1>down</h1>' };
+  if (path === '/file.pdf') return { type: 'application/pdf', body: '%PDF-1.7' };
+  return { status: 404, type: 'text/html', body: '<h1>not found</h1>' };
 }
 
 describe(`posts from WhatsApp messages (${testDbKind})`, () => {
+  let harness: PostApp;
   let t: TestApp;
   let llm: FakeOpenAI;
-  let pages: Awaited<ReturnType<typeof startPageServer>>;
+  let pages: PageServer;
   before(async () => {
-    llm = await startFakeOpenAI();
-    pages = await startPageServer();
-    t = await buildTestApp({
-      env: {
-        WHATSAPP_APP_SECRET: APP_SECRET,
-        SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
-        LLM_BASE_URL: llm.baseURL,
-        LLM_MODEL: 'test-model',
-        LLM_API_KEY: 'sk-test',
-        SIGNUP_CREDITS: '3',
-        POST_COST_CREDITS: '2',
-      },
-    });
+    harness = await startPostApp({ appSecret: APP_SECRET, page });
+    ({ t, llm, pages } = harness);
   });
-  after(async () => {
-    await t.close();
-    await llm.close();
-    await pages.close();
-  });
-  beforeEach(() => {
-    t.enqueued.length = 0;
-    llm.reset();
-  });
+  after(() => harness.close());
+  beforeEach(() => harness.reset());
 
-  const webhook = (from: string, text: string, id = wamid()) => {
-    const body = textWebhook([{ from, text, wamid: id }]);
-    return t.app.inject({
-      method: 'POST',
-      url: '/webhooks/whatsapp',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
-      payload: body,
-    });
-  };
-  /** Delivers every enqueued task of these names (others stay), as Cloud Tasks would. */
-  const deliver = async (tasks: string[], o: { retryCount?: number } = {}) => {
-    const due = t.enqueued.filter((c) => tasks.includes(c.task));
-    t.enqueued.splice(0, t.enqueued.length, ...t.enqueued.filter((c) => !tasks.includes(c.task)));
-    const results = [];
-    for (const call of due) {
-      const key = call.options?.key;
-      results.push({
-        task: call.task,
-        payload: call.payload as Record<string, unknown>,
-        ...(await push(t.app, t.issuer, call.task, call.payload, {
-          headers: key ? { 'x-task-key': key } : {},
-          retryCount: o.retryCount ?? 0,
-        })),
-      });
-    }
-    return results;
-  };
+  const webhook = (from: string, text: string, id = wamid()) => harness.webhook(from, text, id);
+  const deliver = (tasks: string[], o: { retryCount?: number } = {}) => harness.deliver(tasks, o);
   const replies = () =>
     t.enqueued.filter((c) => c.task === 'whatsapp.send_message').map((c) => (c.payload as { text: string }).text);
   const ledgerSum = async (accountId: number) => (await history(t.db, accountId)).reduce((s, e) => s + e.amount, 0);
-  const accountOf = async (from: string) =>
-    Number(
-      (await t.db.query<{ account_id: number }>('SELECT account_id FROM whatsapp_contacts WHERE phone = $1', [from]))
-        .rows[0]!.account_id,
-    );
+  const accountOf = (from: string) => harness.accountOf(from);
 
   test('a URL: the page stored, a post at /posts/{slug}, one reply with its link, one charge; the same webhook again changes nothing', async () => {
     const from = phone();
@@ -321,14 +258,14 @@ describe(`posts from WhatsApp messages (${testDbKind})`, () => {
 
 describe(`scraping private addresses (${testDbKind})`, () => {
   test('refused with a reason the user understands, and no request reaches the server', async () => {
-    const pages = await startPageServer();
+    const pages = await startPageServer(page);
     const t = await buildTestApp({ env: { WHATSAPP_APP_SECRET: APP_SECRET } });
     try {
       const body = textWebhook([{ from: '15550299999', text: `${pages.url}/article`, wamid: wamid() }]);
       await t.app.inject({
         method: 'POST',
         url: '/webhooks/whatsapp',
-        headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
+        headers: signedWebhookHeaders(body, APP_SECRET),
         payload: body,
       });
       const process = t.enqueued.shift()!;

@@ -2,20 +2,18 @@
 // official package: paid, free and multi-unit sessions, refunds and disputes taking credits back
 // once and never below zero, one WhatsApp confirmation per top-up, and events of the wrong mode.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import Stripe from 'stripe';
 import type { Queryable } from '../../src/db/db.ts';
 import { balanceOf, charge, createAccount } from '../../src/domains/credits/credits.service.ts';
-import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
-import { runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
-import { startFakeGraphApi } from '../helpers/fake-graph-api.ts';
+import { textWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { runBackend } from '../helpers/cli-process.ts';
 import { type FakeStripe, startFakeStripe } from '../helpers/fake-stripe.ts';
 import { push } from '../helpers/push.ts';
+import { startServiceProcess } from '../helpers/service-process.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
-import { createTestDb, testDbKind } from '../helpers/test-db.ts';
+import { testDbKind } from '../helpers/test-db.ts';
 
 const SECRET = 'whsec_test_secret_for_the_money_events';
 
@@ -528,26 +526,20 @@ describe(`Stripe money events without STRIPE_SECRET_KEY (${testDbKind})`, () => 
 });
 
 test(`through npm start: three packs credit 150 and are confirmed once on WhatsApp; a partial refund and a dispute for the rest take them back (${testDbKind})`, async () => {
-  const graph = await startFakeGraphApi();
   const fake = await startFakeStripe();
-  const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
-  const ports = await servicePorts();
-  const base = ports.PUBLIC_BASE_URL!;
-  const appSecret = 'stripe-money-app-secret';
-  const env: Record<string, string> = {
-    ...ports,
-    DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-stripe-money-')),
-    ...(db?.url ? { DATABASE_URL: db.url } : {}),
-    WHATSAPP_APP_SECRET: appSecret,
-    WHATSAPP_ACCESS_TOKEN: graph.accessToken,
-    WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
-    WHATSAPP_API_BASE_URL: graph.baseUrl,
-    STRIPE_WEBHOOK_SECRET: SECRET,
-    STRIPE_SECRET_KEY: fake.secretKey,
-    STRIPE_API_BASE_URL: fake.baseUrl,
-    SIGNUP_CREDITS: '5',
-  };
-  const service = startBackend(['serve'], env);
+  const running = await startServiceProcess({
+    appSecret: 'stripe-money-app-secret',
+    env: {
+      STRIPE_WEBHOOK_SECRET: SECRET,
+      STRIPE_SECRET_KEY: fake.secretKey,
+      STRIPE_API_BASE_URL: fake.baseUrl,
+      SIGNUP_CREDITS: '5',
+    },
+  }).catch(async (err) => {
+    await fake.close();
+    throw err;
+  });
+  const { graph, env, base } = running;
   const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
   /** Posts a signed Stripe event twice (Stripe's clock is the real one here). */
   const stripeTwice = async (event: Json) => {
@@ -571,15 +563,9 @@ test(`through npm start: three packs credit 150 and are confirmed once on WhatsA
     return h.stdout;
   };
   try {
-    await service.waitForLine(/"listening on http/);
     const from = '15550401234';
     const hello = textWebhook([{ from, text: 'balance', wamid: 'wamid.STRIPEMONEY1' }]);
-    const r = await fetch(`${base}/webhooks/whatsapp`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(hello, appSecret) },
-      body: hello,
-    });
-    assert.equal(r.status, 200);
+    assert.equal((await running.postWebhook(hello)).status, 200);
     await graph.waitForSent(1);
     const conversations = await runBackend(['whatsapp', 'conversations', '--user', from, '--json'], env);
     assert.equal(conversations.code, 0, conversations.stderr);
@@ -623,11 +609,7 @@ test(`through npm start: three packs credit 150 and are confirmed once on WhatsA
     assert.equal(fake.requests.length, 1, 'the line items were read once');
     assert.equal(graph.sent().length, 2, 'one confirmation, nothing else');
   } finally {
-    service.child.kill('SIGTERM');
-    await service.exit;
-    await graph.close();
+    await running.close();
     await fake.close();
-    await db?.close();
-    rmSync(env.DATA_DIR!, { recursive: true, force: true });
   }
 });

@@ -1,55 +1,27 @@
 // WhatsApp through the whole service as `npm start` runs it (a child process with its embedded
 // emulator pushing tasks over HTTP), with the Graph API replaced by a local fake.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { signWebhook, textWebhook } from '../../src/domains/whatsapp/webhook.ts';
-import { type RunningBackend, runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
-import { type FakeGraphApi, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
-import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
+import { type RunningBackend, runBackend } from '../helpers/cli-process.ts';
+import type { FakeGraphApi } from '../helpers/fake-graph-api.ts';
+import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.ts';
+import { testDbKind } from '../helpers/test-db.ts';
 
 const APP_SECRET = 'e2e-app-secret';
 let seq = 0;
 const wamid = () => `wamid.E2E${++seq}x${Date.now().toString(36)}`;
 
-async function serviceEnv(extra: Record<string, string>, db: TestDb | undefined) {
-  return {
-    ...(await servicePorts()),
-    DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-wa-')),
-    ...(db?.url ? { DATABASE_URL: db.url } : {}),
-    ...extra,
-  };
-}
-
 describe(`WhatsApp through npm start (${testDbKind})`, () => {
+  let running: ServiceProcess | undefined;
   let graph: FakeGraphApi;
   let service: RunningBackend;
   let env: Record<string, string>;
-  let db: TestDb | undefined;
   before(async () => {
-    graph = await startFakeGraphApi();
-    db = testDbKind === 'postgres' ? await createTestDb() : undefined;
-    env = await serviceEnv(
-      {
-        WHATSAPP_APP_SECRET: APP_SECRET,
-        WHATSAPP_ACCESS_TOKEN: graph.accessToken,
-        WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
-        WHATSAPP_API_BASE_URL: graph.baseUrl,
-      },
-      db,
-    );
-    service = startBackend(['serve'], env);
-    await service.waitForLine(/"listening on http/);
+    running = await startServiceProcess({ appSecret: APP_SECRET });
+    ({ graph, service, env } = running);
   });
-  after(async () => {
-    service.child.kill('SIGTERM');
-    await service.exit;
-    await graph.close();
-    await db?.close();
-    rmSync(env.DATA_DIR!, { recursive: true, force: true });
-  });
+  after(() => running?.close());
 
   const post = (body: string, signature = signWebhook(body, APP_SECRET)) =>
     fetch(`${env.PUBLIC_BASE_URL}/webhooks/whatsapp`, {
@@ -132,9 +104,8 @@ describe(`WhatsApp through npm start (${testDbKind})`, () => {
 
 describe(`WhatsApp offline (${testDbKind})`, () => {
   test('the curl example printed at start produces a reply in `backend whatsapp outbox`', async () => {
-    const db = testDbKind === 'postgres' ? await createTestDb() : undefined;
-    const env = await serviceEnv({}, db);
-    const service = startBackend(['serve'], env);
+    const running = await startServiceProcess({ offline: true });
+    const { service, env } = running;
     try {
       await service.waitForLine(/Write to the service as WhatsApp would/);
       await service.waitForLine(/-d '\{/);
@@ -178,10 +149,7 @@ describe(`WhatsApp offline (${testDbKind})`, () => {
       assert.match(history.stdout, /balance 10/);
       assert.doesNotMatch(history.stdout, / charge /);
     } finally {
-      service.child.kill('SIGTERM');
-      await service.exit;
-      await db?.close();
-      rmSync(env.DATA_DIR, { recursive: true, force: true });
+      await running.close();
     }
   });
 });

@@ -5,136 +5,54 @@
 // Last, a free Stripe session (signed by the official stripe package) for a user known only by
 // BSUID: credited once and confirmed once, through `recipient`.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import Stripe from 'stripe';
-import { signWebhook } from '../../src/domains/whatsapp/webhook.ts';
-import { type RunningBackend, runBackend, servicePorts, startBackend } from '../helpers/cli-process.ts';
-import { type FakeGraphApi, type GraphRequest, startFakeGraphApi } from '../helpers/fake-graph-api.ts';
-import { createTestDb, type TestDb, testDbKind } from '../helpers/test-db.ts';
+import { type RunningBackend, runBackend } from '../helpers/cli-process.ts';
+import type { FakeGraphApi, GraphRequest } from '../helpers/fake-graph-api.ts';
+import { type PageServer, startPageServer } from '../helpers/page-server.ts';
+import { type ServiceProcess, startServiceProcess } from '../helpers/service-process.ts';
+import { testDbKind } from '../helpers/test-db.ts';
+import { inboundWebhook, text, userIdChangedWebhook, type WhatsAppUser } from '../helpers/whatsapp-webhooks.ts';
 
 const APP_SECRET = 'e2e-vendor-secret';
 const STRIPE_SECRET = 'whsec_e2e_vendor_service';
 const ARTICLE = readFileSync(new URL('../fixtures/pages/news-article.html', import.meta.url));
-let seq = 0;
-const wamid = () => `wamid.HBgE2EVENDOR${++seq}${Date.now().toString(36)}`;
 
-/** Meta's envelope around one `messages` change value. */
-function envelope(phoneNumberId: string, value: Record<string, unknown>): string {
-  return JSON.stringify({
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '210987654321098',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: '15550101234', phone_number_id: phoneNumberId },
-              ...value,
-            },
-          },
-        ],
-      },
-    ],
-  });
-}
-
-interface User {
-  /** Withheld by Meta for a user with a username: then only the BSUID identifies them. */
-  phone?: string;
-  bsuid: string;
-  name?: string;
-  username?: string;
-}
-
-/**
- * An inbound message as Meta sends it since BSUIDs: `from_user_id` always, `from` only when the
- * phone number may be shared; the contacts entry with `user_id`, and `wa_id` likewise.
- */
-function inbound(phoneNumberId: string, user: User, message: Record<string, unknown>, id = wamid()) {
-  const profile = { name: user.name ?? 'WhatsApp user', ...(user.username ? { username: user.username } : {}) };
-  return {
-    id,
-    body: envelope(phoneNumberId, {
-      contacts: [{ profile, ...(user.phone ? { wa_id: user.phone } : {}), user_id: user.bsuid }],
-      messages: [
-        {
-          ...(user.phone ? { from: user.phone } : {}),
-          from_user_id: user.bsuid,
-          id,
-          timestamp: '1793836800',
-          ...message,
-        },
-      ],
-    }),
-  };
-}
-
-const text = (body: string) => ({ type: 'text', text: { body } });
 const textOf = (r: GraphRequest) => (r.body.text as { body: string }).body;
 const repliedTo = (r: GraphRequest) => (r.body.context as { message_id: string } | undefined)?.message_id;
 
 describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
+  let running: ServiceProcess | undefined;
   let graph: FakeGraphApi;
   let service: RunningBackend;
   let env: Record<string, string>;
-  let db: TestDb | undefined;
-  let pages: Server;
-  let pageHits: string[];
-  let pageBase: string;
+  let pages: PageServer;
   before(async () => {
-    graph = await startFakeGraphApi();
-    pageHits = [];
-    pages = createServer((req, res) => {
-      pageHits.push(req.url ?? '');
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(ARTICLE);
+    pages = await startPageServer(() => ({ body: ARTICLE }));
+    running = await startServiceProcess({
+      appSecret: APP_SECRET,
+      env: {
+        // The captioned link points at the local page server.
+        SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
+        STRIPE_WEBHOOK_SECRET: STRIPE_SECRET,
+        SIGNUP_CREDITS: '5',
+        POST_COST_CREDITS: '2',
+      },
     });
-    pages.listen(0, '127.0.0.1');
-    await once(pages, 'listening');
-    pageBase = `http://127.0.0.1:${(pages.address() as { port: number }).port}`;
-    db = testDbKind === 'postgres' ? await createTestDb() : undefined;
-    env = {
-      ...(await servicePorts()),
-      DATA_DIR: mkdtempSync(join(tmpdir(), 'backend-wa-vendor-')),
-      ...(db?.url ? { DATABASE_URL: db.url } : {}),
-      WHATSAPP_APP_SECRET: APP_SECRET,
-      WHATSAPP_ACCESS_TOKEN: graph.accessToken,
-      WHATSAPP_PHONE_NUMBER_ID: graph.phoneNumberId,
-      WHATSAPP_API_BASE_URL: graph.baseUrl,
-      // The captioned link points at the local page server.
-      SCRAPER_ALLOW_PRIVATE_NETWORKS: 'true',
-      STRIPE_WEBHOOK_SECRET: STRIPE_SECRET,
-      SIGNUP_CREDITS: '5',
-      POST_COST_CREDITS: '2',
-    };
-    service = startBackend(['serve'], env);
-    await service.waitForLine(/"listening on http/);
+    ({ graph, service, env } = running);
   });
   after(async () => {
-    service.child.kill('SIGTERM');
-    await service.exit;
-    await graph.close();
-    pages.close();
-    await db?.close();
-    rmSync(env.DATA_DIR!, { recursive: true, force: true });
+    await running?.close();
+    await pages?.close();
   });
 
   const post = async (body: string) => {
-    const r = await fetch(`${env.PUBLIC_BASE_URL}/webhooks/whatsapp`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-hub-signature-256': signWebhook(body, APP_SECRET) },
-      body,
-    });
+    const r = await running!.postWebhook(body);
     assert.equal(r.status, 200, await r.text());
   };
-  const message = (user: User, m: Record<string, unknown>, id?: string) => inbound(graph.phoneNumberId, user, m, id);
+  const message = (user: WhatsAppUser, m: Record<string, unknown>) =>
+    inboundWebhook(user, m, { phoneNumberId: graph.phoneNumberId });
   /** Posts one message and waits for `n` new sends; returns them. */
   const converse = async (m: { id: string; body: string }, n = 1) => {
     const before = graph.sent().length;
@@ -169,7 +87,7 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
   };
 
   test('a BSUID-only user (no `from`, no `wa_id`) gets the reply through `recipient`, never `to`', async () => {
-    const user: User = { bsuid: 'US.13491208655302741918', username: '@ana.tides', name: 'Ana' };
+    const user: WhatsAppUser = { bsuid: 'US.13491208655302741918', username: '@ana.tides', name: 'Ana' };
     const hello = message(user, text('help'));
     const [reply] = await converse(hello);
     assert.equal(reply!.path, `/v23.0/${graph.phoneNumberId}/messages`);
@@ -201,24 +119,12 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
     assert.match(await cli('credits', 'grant', String(account), '20', '--reason', 'bought 20'), /balance 25/);
 
     // Meta's system message: no contacts array; the old BSUID on the message, the new one in `system`.
-    const systemId = wamid();
-    await post(
-      envelope(graph.phoneNumberId, {
-        messages: [
-          {
-            from_user_id: oldId,
-            id: systemId,
-            timestamp: '1793836900',
-            type: 'system',
-            system: {
-              body: `User Bea changed from ${oldId} to ${newId}`,
-              user_id: newId,
-              type: 'user_changed_user_id',
-            },
-          },
-        ],
-      }),
+    const change = userIdChangedWebhook(
+      { from: oldId, to: newId, name: 'Bea' },
+      { phoneNumberId: graph.phoneNumberId },
     );
+    const systemId = change.id;
+    await post(change.body);
     await service.waitForLine(new RegExp(`"wamid":"${systemId}".*system message processed`));
     // Committed (the CLI reads what the service wrote), and filed under the same account.
     const system = (await conversation(String(account))).find((l) => l.type === 'system');
@@ -256,7 +162,7 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
   });
 
   test('a reaction and its removal send nothing: the only send after them answers a later message', async () => {
-    const user: User = { phone: '15550008101', bsuid: 'US.80000000000000008101' };
+    const user: WhatsAppUser = { phone: '15550008101', bsuid: 'US.80000000000000008101' };
     await converse(message(user, text('hi')));
     // Meta's reaction names the message reacted to; the service does not need it to be one it knows.
     const target = 'wamid.HBgLMTU1NTAwMDgxMDEVAgARGBJBQkNERUYwMTIzNDU2Nzg5AA==';
@@ -288,7 +194,7 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
   });
 
   test('request_welcome (a user opening the chat) gets the welcome text', async () => {
-    const user: User = { phone: '15550008201', bsuid: 'US.80000000000000008201' };
+    const user: WhatsAppUser = { phone: '15550008201', bsuid: 'US.80000000000000008201' };
     const opened = message(user, { type: 'request_welcome' });
     const [reply] = await converse(opened);
     assert.match(
@@ -299,7 +205,7 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
   });
 
   test('a button reply whose title is `balance` answers the balance', async () => {
-    const user: User = { phone: '15550008301', bsuid: 'US.80000000000000008301' };
+    const user: WhatsAppUser = { phone: '15550008301', bsuid: 'US.80000000000000008301' };
     await converse(message(user, text('hi')));
     const pressed = message(user, {
       type: 'interactive',
@@ -312,9 +218,9 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
   });
 
   test('an image captioned with a link starts the post flow: the page is read and the post is ready', async () => {
-    const user: User = { phone: '15550008401', bsuid: 'US.80000000000000008401' };
+    const user: WhatsAppUser = { phone: '15550008401', bsuid: 'US.80000000000000008401' };
     await converse(message(user, text('hi')));
-    const url = `${pageBase}/news/harbour`;
+    const url = `${pages.url}/news/harbour`;
     const image = message(user, {
       type: 'image',
       image: {
@@ -328,7 +234,7 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
     assert.equal(repliedTo(onIt!), image.id);
     assert.ok(textOf(onIt!).startsWith(`On it: reading ${url}`), textOf(onIt!));
     assert.match(textOf(ready!), new RegExp(`Your post is ready: .*${env.PUBLIC_BASE_URL}/posts/[a-z0-9-]+`, 's'));
-    assert.deepEqual(pageHits, ['/news/harbour']);
+    assert.deepEqual(pages.hits, ['/news/harbour']);
     const ledger = await cli('credits', 'history', String(await accountOf(user.phone!)));
     assert.match(ledger, /balance 3/);
     assert.equal((ledger.match(/ charge /g) ?? []).length, 1, ledger);
