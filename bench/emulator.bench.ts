@@ -4,7 +4,7 @@
 //
 //   node bench/emulator.bench.ts [--tasks 5000] [--callers 32] [--queues 8] [--where both|in-process|child] [--data-dir]
 //   node bench/emulator.bench.ts --with-celery [--rounds 5] [--celery-tasks 10000] [--cpu-prof DIR] [--baseline CHECKOUT]
-//   node bench/emulator.bench.ts --memory 100000
+//   node bench/emulator.bench.ts --memory 100000 [--memory-via rest|grpc]
 //
 // in-process: the emulator shares the process (and the core) with the client and the target, as
 // when embedded in `npm start`. child: `backend emulator` runs in its own process, as for services
@@ -46,6 +46,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     memory: { type: 'string' },
     baseline: { type: 'string' },
+    'memory-via': { type: 'string', default: 'rest' },
   },
 });
 const TASKS = Math.min(50_000, Number(values.tasks));
@@ -167,10 +168,15 @@ async function child(dataDir?: string, nodeArgs: string[] = [], root?: string): 
 }
 
 /** Runs `total` calls from `callers` concurrent loops; returns the elapsed time and per-call latencies. */
-async function drive(total: number, callers: number, call: (i: number) => Promise<unknown>) {
+async function drive(
+  total: number,
+  callers: number,
+  call: (i: number) => Promise<unknown>,
+  timeoutMs = PHASE_TIMEOUT_MS,
+) {
   const latencies: number[] = [];
   let next = 0;
-  const deadline = Date.now() + PHASE_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: callers }, async () => {
@@ -652,6 +658,30 @@ async function memory(count: number): Promise<void> {
       const body = Buffer.from(JSON.stringify({ kind: 'noop', n: 0 })).toString('base64');
       const started = performance.now();
       let next = 0;
+      if (values['memory-via'] === 'grpc') {
+        // The official client over gRPC instead (its bytes arrive inside a binary message).
+        const tasks = client(endpoints, 'grpc');
+        const bytes = Buffer.from(body, 'base64');
+        const created = await drive(
+          count,
+          CALLERS,
+          (i) =>
+            tasks.createTask({
+              parent: queue,
+              task: {
+                httpRequest: {
+                  url: `http://127.0.0.1:9/noop/${i}`,
+                  headers: { 'Content-Type': 'application/json' },
+                  body: bytes,
+                },
+              },
+            }),
+          900_000,
+        );
+        await tasks.close();
+        if (created.count !== count) throw new Error(`only ${created.count} of ${count} tasks created`);
+        next = count;
+      }
       await Promise.all(
         Array.from({ length: CALLERS }, async () => {
           while (next < count) {
@@ -690,7 +720,7 @@ async function memory(count: number): Promise<void> {
     `\n${new Date().toISOString()} · Node ${process.version} · ${cpu.length} × ${cpu[0]?.model ?? 'cpu'} · load average ${os.loadavg()[0]!.toFixed(1)}\n`,
   );
   console.log(
-    '| emulator (child) | tasks queued (paused queue) | RSS MB before → after | heap used MB before → after (after GC) | RSS MB per 100k | heap MB per 100k | data directory on disk | creates/s (plain REST) |',
+    `| emulator (child), created over ${values['memory-via'] === 'grpc' ? 'gRPC (official client)' : 'REST (plain node:http)'} | tasks queued (paused queue) | RSS MB before → after | heap used MB before → after (after GC) | RSS MB per 100k | heap MB per 100k | data directory on disk | creates/s |`,
   );
   console.log('|---|---|---|---|---|---|---|---|');
   for (const line of lines) console.log(line);

@@ -141,8 +141,9 @@ function httpMethod(value: unknown, label: string): HttpMethod {
 function toBuffer(value: unknown, label: string): Buffer | undefined {
   let buffer: Buffer;
   if (value === undefined || value === null) return undefined;
-  if (Buffer.isBuffer(value)) buffer = value;
-  else if (value instanceof Uint8Array) buffer = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  // Bytes decoded from a request are a view into that request's buffer: copied, so that a stored
+  // task keeps its own body and not the whole message (or the network chunk) it came in.
+  if (value instanceof Uint8Array) buffer = Buffer.from(value);
   else if (typeof value === 'string') buffer = Buffer.from(value, 'base64');
   else throw invalidArgument(`${label}.body must be bytes.`);
   return buffer.length > 0 ? buffer : undefined;
