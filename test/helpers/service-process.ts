@@ -2,7 +2,9 @@
 // emulator pushing tasks over HTTP) on free ports, with a fresh data directory and, on the
 // PostgreSQL leg, a fresh database; WhatsApp replies go to the local fake Graph API, or to the
 // offline outbox. close() stops the service (SIGTERM, as Cloud Run does) and removes
-// what it made.
+// what it made. The handle comes back as soon as the process is spawned and `ready` says when it
+// listens, so a test that gives up waiting (a slow machine) can still close() it: a service left
+// running would keep the test file's process alive.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,8 @@ export interface ServiceProcess {
   env: Record<string, string>;
   /** http://127.0.0.1:{port} of the service. */
   base: string;
+  /** Resolves once the service listens; rejects if it exits first. */
+  ready: Promise<void>;
   /** POSTs a webhook body signed with the app secret to /webhooks/whatsapp. */
   postWebhook(body: string): Promise<Response>;
   close(): Promise<void>;
@@ -57,18 +61,14 @@ export async function startServiceProcess(options: {
     await db?.close();
     rmSync(env.DATA_DIR!, { recursive: true, force: true });
   };
-  try {
-    await service.waitForLine(/"listening on http/);
-  } catch (err) {
-    await close();
-    throw err;
-  }
+  const ready = service.waitForLine(/"listening on http/).then(() => {});
   const base = ports.PUBLIC_BASE_URL!;
   return {
     graph,
     service,
     env,
     base,
+    ready,
     postWebhook: (body) => {
       if (!options.appSecret) throw new Error('postWebhook signs with options.appSecret: give one');
       return fetch(`${base}/webhooks/whatsapp`, {

@@ -308,6 +308,7 @@ test(`through npm start: a page with NUL bytes and a model answer with NUL chara
   const { graph, env, base } = running;
   const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
   try {
+    await running.ready;
     const from = '15550309876';
     const body = textWebhook([{ from, text: `Write a post from ${pages.url}/nul`, wamid: 'wamid.E2ENUL1' }]);
     assert.equal((await running.postWebhook(body)).status, 200);

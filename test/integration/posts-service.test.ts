@@ -26,6 +26,7 @@ test(`a page URL on WhatsApp → a stored page, a post at /posts/{slug}, one rep
   const post = running.postWebhook;
   const textOf = (r: { body: Record<string, unknown> }) => (r.body.text as { body: string }).body;
   try {
+    await running.ready;
     const from = '15550301234';
     const body = textWebhook([{ from, text: `Write a post from ${pageUrl} please`, wamid: 'wamid.E2EPOST1' }]);
     assert.equal((await post(body)).status, 200);

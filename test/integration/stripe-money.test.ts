@@ -563,6 +563,7 @@ test(`through npm start: three packs credit 150 and are confirmed once on WhatsA
     return h.stdout;
   };
   try {
+    await running.ready;
     const from = '15550401234';
     const hello = textWebhook([{ from, text: 'balance', wamid: 'wamid.STRIPEMONEY1' }]);
     assert.equal((await running.postWebhook(hello)).status, 200);

@@ -20,6 +20,7 @@ describe(`WhatsApp through npm start (${testDbKind})`, () => {
   before(async () => {
     running = await startServiceProcess({ appSecret: APP_SECRET });
     ({ graph, service, env } = running);
+    await running.ready;
   });
   after(() => running?.close());
 
@@ -107,6 +108,7 @@ describe(`WhatsApp offline (${testDbKind})`, () => {
     const running = await startServiceProcess({ offline: true });
     const { service, env } = running;
     try {
+      await running.ready;
       await service.waitForLine(/Write to the service as WhatsApp would/);
       await service.waitForLine(/-d '\{/);
       const banner = service.output();

@@ -41,6 +41,7 @@ describe(`WhatsApp vendor traffic through npm start (${testDbKind})`, () => {
       },
     });
     ({ graph, service, env } = running);
+    await running.ready;
   });
   after(async () => {
     await running?.close();
