@@ -71,19 +71,24 @@ export async function startGrpcServer(
     const encoding = String(headers['grpc-encoding'] ?? 'identity');
     const chunks: Buffer[] = [];
     let length = 0;
+    let declared = -1;
     stream.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
       length += chunk.length;
-      if (length > MAX_RECEIVE_BYTES + 5) {
+      // The prefix declares the message's size: refuse an oversized one as soon as it is known.
+      if (declared < 0 && length >= 5) {
+        declared = (chunks.length === 1 ? chunk : Buffer.concat(chunks)).readUInt32BE(1);
+      }
+      if (declared > MAX_RECEIVE_BYTES || length > MAX_RECEIVE_BYTES + 5) {
         stream.removeAllListeners('data');
         stream.removeAllListeners('end');
+        chunks.length = 0;
         sendStatus(
           stream,
           Code.RESOURCE_EXHAUSTED,
-          `Received message larger than max (${length - 5} vs. ${MAX_RECEIVE_BYTES})`,
+          `Received message larger than max (${Math.max(declared, length - 5)} vs. ${MAX_RECEIVE_BYTES})`,
         );
-        return;
       }
-      chunks.push(chunk);
     });
     stream.on('end', () => {
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
