@@ -17,7 +17,7 @@
 // The official clients (gRPC, and REST with `fallback: 'rest'`, which sends application/json on
 // every call), curl with a JSON content type, and the service fetching /jwks are not affected.
 // The gRPC port needs no such check: it speaks only HTTP/2 without TLS, which browsers never
-// send, and grpc-js answers any content type but application/grpc with 415.
+// send, and grpc-server.ts answers anything but a POST of application/grpc with 415.
 import type http from 'node:http';
 import { isIP } from 'node:net';
 
