@@ -34,10 +34,6 @@ const OUTSIDE = new RegExp(
 );
 // The reference folder cited by a section number (the word, then the section sign).
 const REFERENCE_SECTION = /\breference\s*§/;
-// The emulator's comments still cite the reference by section; they move to docs/emulator.md with
-// the emulator's own work in progress (its files are not this check's to edit). Only that pattern,
-// only there.
-const EMULATOR = /^(src\/emulator|test\/emulator|packages\/cloud-tasks-emulator)\//;
 // Applied migrations are immutable (their checksum is recorded), so an old comment stays as it is.
 const FROZEN = new Set(['migrations/0001_init.sql']);
 
@@ -47,7 +43,7 @@ test('no file cites a document outside the repository', () => {
     if (FROZEN.has(file)) continue;
     const lines = readFileSync(join(root, file), 'utf8').split('\n');
     lines.forEach((line, i) => {
-      if (OUTSIDE.test(line) || (REFERENCE_SECTION.test(line) && !EMULATOR.test(file)))
+      if (OUTSIDE.test(line) || REFERENCE_SECTION.test(line))
         hits.push(`${file}:${i + 1}: ${line.trim().slice(0, 120)}`);
     });
   }

@@ -27,7 +27,7 @@ const MSG_JOB_NAME = 'Job name must be formatted: "projects/<PROJECT_ID>/locatio
 const MSG_JOB_MISSING = 'Job not found.';
 const MSG_SCHEDULE = 'Schedule or time zone is invalid.';
 
-// Defaults and limits from job.proto (reference §7).
+// Defaults and limits from job.proto and Cloud Scheduler's documented quotas (README, "What is emulated").
 const DEFAULT_TIME_ZONE = 'Etc/UTC';
 const MAX_RETRY_COUNT = 5;
 const DEFAULT_MIN_BACKOFF_MS = 5_000;

@@ -6,7 +6,7 @@ import type { ProtoObject } from './protos.ts';
 import type { QueueJson, QueueState, RetryConfig } from './tasks-model.ts';
 import { durationToMs } from './time.ts';
 
-// Defaults and limits (queue.proto, the quotas page; reference §1.2, §2.1).
+// Defaults and limits (queue.proto and Cloud Tasks' quotas page; README, "What is emulated").
 const DEFAULT_RATE = 500;
 const MAX_RATE = 500;
 const DEFAULT_CONCURRENCY = 1000;

@@ -11,7 +11,7 @@ import { burstFor, MSG_NOT_FOUND, MSG_QUEUE_NAME, type Queue, type QueueState, q
 import { renderQueue, renderQueueV2beta3 } from './tasks-render.ts';
 import type { TasksStore } from './tasks-store.ts';
 
-// Messages recorded from the real service (reference §1.4).
+// Messages recorded from the real service; conformance/cases/ holds each with where it was recorded.
 const MSG_QUEUE_EXISTS = 'Queue already exists';
 const MSG_QUEUE_TOO_RECENT = 'The queue cannot be created because a queue with this name existed too recently.';
 const MAX_QUEUE_PAGE = 9800;

@@ -1,4 +1,4 @@
-// Cloud Tasks' dispatcher (§3): due tasks leave in schedule-time order through each queue's token
+// Cloud Tasks' dispatcher: due tasks leave in schedule-time order through each queue's token
 // bucket and concurrency cap, with the X-CloudTasks-* headers, an OIDC or OAuth token and the
 // dispatch deadline; a failed attempt is retried after the doubling-then-linear backoff (longer
 // for a throttled target) until the queue's retry limits are both met.

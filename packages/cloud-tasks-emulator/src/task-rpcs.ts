@@ -12,7 +12,7 @@ import { renderTask } from './tasks-render.ts';
 import type { TasksStore } from './tasks-store.ts';
 import { durationToMs, rfc3339InZone, timestampToMs } from './time.ts';
 
-// Messages recorded from the real service (reference §1.4).
+// Messages recorded from the real service; conformance/cases/ holds each with where it was recorded.
 const MSG_EXISTS = 'Requested entity already exists';
 const MSG_TASK_TOO_RECENT =
   'The task cannot be created because a task with this name existed too recently. For more information about task de-duplication see https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues.tasks/create#body.request_body.FIELDS.task.';
@@ -20,7 +20,7 @@ const MSG_TASK_TOO_RECENT =
 const HELP_TASK_NAME =
   'https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues.tasks#Task.FIELDS.name';
 
-// Defaults and limits (task.proto, the quotas page; reference §2.2).
+// Defaults and limits (task.proto and Cloud Tasks' quotas page; README, "What is emulated").
 const DEFAULT_DEADLINE_MS = 10 * 60_000;
 const MIN_DEADLINE_MS = 15_000;
 const MAX_DEADLINE_MS = 30 * 60_000;

@@ -6,7 +6,7 @@ import type { HttpMethod, OAuthToken, OidcToken } from './http-target.ts';
 import type { ProtoObject } from './protos.ts';
 import type { TokenBucket } from './token-bucket.ts';
 
-// Messages recorded from the real service (reference §1.4).
+// Messages recorded from the real service; conformance/cases/ holds each with where it was recorded.
 export const MSG_QUEUE_MISSING =
   'Queue does not exist. If you just created the queue, wait at least a minute for the queue to initialize.';
 export const MSG_NOT_FOUND = 'Requested entity was not found.';

@@ -1,6 +1,6 @@
 // The Cloud Tasks API through the official client, over both transports: queue CRUD (UpdateQueue
 // as an upsert), task CRUD, named-task de-duplication with its tombstone window, and the error
-// codes and messages recorded from the real service (reference §1.4).
+// codes and messages recorded from the real service (conformance/cases/ holds them with their sources).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CloudTasksClient } from '@google-cloud/tasks';

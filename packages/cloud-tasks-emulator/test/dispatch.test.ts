@@ -1,4 +1,4 @@
-// What a target receives: the headers of the real-service recording (reference §3.1), the task's
+// What a target receives: the headers of the real-service recording (conformance/cases/dispatch.json), the task's
 // own headers and body, OIDC tokens that verify against the emulator's JWKS, the dispatch deadline,
 // Retry-After, RunTask on a paused queue, and dispatch without tick() in auto mode.
 import assert from 'node:assert/strict';
