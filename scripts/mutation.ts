@@ -73,8 +73,10 @@ export const MODULES: Record<string, MutationModule> = {
     ],
   },
   'task-runs': {
-    // The claim and finish statements and the code that builds their parameters and reads their rows.
-    mutate: ['src/tasks/task-runs.repository.ts:60-126', 'src/tasks/task-runs.repository.ts:216-340'],
+    // The claim and finish statements and the code that builds their parameters and reads their rows:
+    // ClaimResult to RECORD_REFUSED, and FinishInput to recordRefused (the file as of ec70aef,
+    // attempts in their own table; not run yet against it).
+    mutate: ['src/tasks/task-runs.repository.ts:60-176', 'src/tasks/task-runs.repository.ts:240-422'],
     tests: ['test/integration/push-route.test.ts', 'test/integration/push-batch.test.ts'],
   },
   credits: {
