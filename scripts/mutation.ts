@@ -83,7 +83,7 @@ export const MODULES: Record<string, MutationModule> = {
     // move (every ledger entry, its idempotency key and the balance check) and the holds
     // (reserve, settle, release, adjust): what changes a balance. From inTransaction to positive,
     // and from charge to adjust.
-    mutate: ['src/domains/credits/credits.service.ts:40-107', 'src/domains/credits/credits.service.ts:187-289'],
+    mutate: ['src/domains/credits/credits.service.ts:40-109', 'src/domains/credits/credits.service.ts:189-291'],
     // The guards file calls the service on a bare database (fast); credits.test.ts adds the races.
     tests: ['test/integration/credits-guards.test.ts', 'test/integration/credits.test.ts'],
   },

@@ -71,6 +71,42 @@ describe(`credits service guards (${testDbKind})`, () => {
     assert.deepEqual([ok.applied, ok.balance], [true, 9]);
   });
 
+  test('a balance past the safe integer range is refused and writes nothing; a repeat of an applied key is still a duplicate', async () => {
+    const accountId = await funded(Number.MAX_SAFE_INTEGER - 10);
+    const before = await snapshot(db, accountId);
+    await assert.rejects(
+      topUp(db, { accountId, credits: 11, key: 'stripe:pi:past-max', sourceRef: 'pi_past_max' }),
+      (err: Error) =>
+        err instanceof RangeError &&
+        err.message === `credits: account ${accountId}'s balance would pass ${Number.MAX_SAFE_INTEGER}`,
+    );
+    assert.deepEqual(await snapshot(db, accountId), before);
+    const last = await topUp(db, { accountId, credits: 10, key: 'stripe:pi:to-max', sourceRef: 'pi_to_max' });
+    assert.deepEqual([last.applied, last.balance], [true, Number.MAX_SAFE_INTEGER]);
+    const again = await topUp(db, { accountId, credits: 10, key: 'stripe:pi:to-max', sourceRef: 'pi_to_max' });
+    assert.equal(again.applied, false);
+    assert.equal(await balanceOf(db, accountId), Number.MAX_SAFE_INTEGER);
+  });
+
+  test('bad input is a rejected promise, never a synchronous throw, so a caller without await still sees it', async () => {
+    const accountId = await funded(10);
+    const calls: [string, () => Promise<unknown>][] = [
+      ['topUp', () => topUp(db, { accountId, credits: 0, key: 'k-top', sourceRef: 'pi_x' })],
+      ['charge', () => charge(db, { accountId, credits: -1, ref: 'k-charge' })],
+      ['refund', () => refund(db, { accountId, credits: 1.5, ref: 'k-refund' })],
+      ['reserve', () => reserve(db, { accountId, credits: 0, ref: 'k-reserve' })],
+      ['settle', () => settle(db, 'no-such-hold', -1)],
+      ['adjust', () => adjust(db, { accountId, amount: 1, reason: ' ', key: 'k-adjust' })],
+    ];
+    for (const [name, call] of calls) {
+      let promise: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        promise = call();
+      }, name);
+      await assert.rejects(promise as Promise<unknown>, RangeError, name);
+    }
+  });
+
   test('charge, refund and reserve refuse credits that are not a positive safe integer, and write nothing', async () => {
     const accountId = await funded(10);
     const before = await snapshot(db, accountId);

@@ -65,11 +65,13 @@ export async function move(q: Queryable, input: MoveInput): Promise<Movement> {
     const balance = await accounts.lock(tx, input.accountId);
     if (balance === undefined) throw new UnknownAccountError(input.accountId);
     const after = balance + input.amount;
-    if (after < 0) {
-      // A repeat of a debit that was applied when the balance covered it is still a duplicate.
+    if (after < 0 || !Number.isSafeInteger(after)) {
+      // A repeat of a movement that was applied when the balance allowed it is still a duplicate.
       const existing = await creditLedger.byKey(tx, input.key);
       if (existing) return duplicate(existing, input, balance);
-      throw new InsufficientCreditsError(input.accountId, balance, -input.amount);
+      if (after < 0) throw new InsufficientCreditsError(input.accountId, balance, -input.amount);
+      // A balance JavaScript cannot hold exactly would be read back wrong: refused, nothing written.
+      throw new RangeError(`credits: account ${input.accountId}'s balance would pass ${Number.MAX_SAFE_INTEGER}`);
     }
     const entryId = await creditLedger.insert(tx, {
       accountId: input.accountId,
@@ -147,7 +149,7 @@ export interface TopUpInput {
   at?: Date;
 }
 
-export function topUp(q: Queryable, input: TopUpInput): Promise<Movement> {
+export async function topUp(q: Queryable, input: TopUpInput): Promise<Movement> {
   return move(q, {
     accountId: input.accountId,
     amount: positive(input.credits, 'top-up credits'),
@@ -161,7 +163,7 @@ export function topUp(q: Queryable, input: TopUpInput): Promise<Movement> {
 /** The key of an account's monthly grant: one per account and calendar month (UTC). */
 export const monthlyGrantKey = (accountId: number, month: string) => `grant:monthly:${accountId}:${month}`;
 
-export function grantMonthly(
+export async function grantMonthly(
   q: Queryable,
   input: { accountId: number; credits: number; month: string; plan: string; at?: Date },
 ): Promise<Movement> {
@@ -185,7 +187,7 @@ export interface ChargeInput {
 }
 
 /** A one-step charge; InsufficientCreditsError when the balance cannot cover it (nothing changes). */
-export function charge(q: Queryable, input: ChargeInput): Promise<Movement> {
+export async function charge(q: Queryable, input: ChargeInput): Promise<Movement> {
   return move(q, {
     accountId: input.accountId,
     amount: -positive(input.credits, 'charge'),
@@ -197,7 +199,7 @@ export function charge(q: Queryable, input: ChargeInput): Promise<Movement> {
 }
 
 /** Gives back a charge (or part of one), once per ref. */
-export function refund(q: Queryable, input: ChargeInput): Promise<Movement> {
+export async function refund(q: Queryable, input: ChargeInput): Promise<Movement> {
   return move(q, {
     accountId: input.accountId,
     amount: positive(input.credits, 'refund'),
@@ -212,7 +214,7 @@ export function refund(q: Queryable, input: ChargeInput): Promise<Movement> {
  * Step one of a charge around slow work (the LLM call): debits now, so two requests cannot spend
  * the same credits. Once per ref. Then settle (the work happened) or release (it failed for good).
  */
-export function reserve(q: Queryable, input: ChargeInput): Promise<Movement> {
+export async function reserve(q: Queryable, input: ChargeInput): Promise<Movement> {
   return inTransaction(q, async (tx) => {
     const at = input.at ?? new Date();
     const credits = positive(input.credits, 'reservation');
@@ -237,12 +239,12 @@ export interface HoldOutcome {
 }
 
 /** Keeps a reservation; `used` below the reserved amount refunds the difference. Once per ref. */
-export function settle(q: Queryable, ref: string, used?: number, at?: Date): Promise<HoldOutcome> {
+export async function settle(q: Queryable, ref: string, used?: number, at?: Date): Promise<HoldOutcome> {
   return closeHold(q, ref, 'settled', used, at);
 }
 
 /** Gives a reservation back in full. Once per ref; nothing after a settle. */
-export function release(q: Queryable, ref: string, at?: Date): Promise<HoldOutcome> {
+export async function release(q: Queryable, ref: string, at?: Date): Promise<HoldOutcome> {
   return closeHold(q, ref, 'released', 0, at);
 }
 
@@ -273,7 +275,7 @@ async function closeHold(
 }
 
 /** An operator's correction (CLI), with the reason recorded; the key lets a retried command apply once. */
-export function adjust(
+export async function adjust(
   q: Queryable,
   input: { accountId: number; amount: number; reason: string; key?: string; at?: Date },
 ): Promise<Movement> {
