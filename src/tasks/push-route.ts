@@ -477,7 +477,14 @@ const first = (h: Headers, name: string) => {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
 };
-const int = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined);
+/** The largest count header kept: task_attempts.retry_count is a PostgreSQL integer. Cloud Tasks never
+ * sends more; a larger one is read as absent (the header is informative) rather than failing the run. */
+const MAX_COUNT_HEADER = 2_147_483_647;
+const int = (v: string | undefined) => {
+  if (v === undefined || !/^\d{1,10}$/.test(v)) return undefined;
+  const n = Number(v);
+  return n <= MAX_COUNT_HEADER ? n : undefined;
+};
 
 /** The X-CloudTasks-* / X-CloudScheduler-* headers: informative, never trusted for authentication. */
 export function readDelivery(headers: Headers): Delivery {

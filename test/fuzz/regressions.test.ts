@@ -97,6 +97,27 @@ describe(`fuzz regressions (${testDbKind})`, () => {
       assert.ok(r.outcome === 'dead' || r.outcome === 'retry', `${task} ${raw}: ${JSON.stringify(r.body)}`);
     }
   });
+
+  test('a RetryCount header past a PostgreSQL integer is read as absent (was 500: the attempt row could not be written)', async () => {
+    for (const count of ['99999999999999999999', '2147483648']) {
+      const r = await push(
+        t.app,
+        t.issuer,
+        'health.check',
+        {},
+        {
+          taskName: `reg-retry-${count}`,
+          headers: { 'x-cloudtasks-taskretrycount': count },
+        },
+      );
+      assert.equal(r.status, 200, `${count}: ${JSON.stringify(r.body)}`);
+      const row = await t.db.query<{ retry_count: number | null }>(
+        'SELECT a.retry_count FROM task_attempts a JOIN task_runs r ON r.id = a.run_id WHERE r.cloud_task_name LIKE $1',
+        [`%reg-retry-${count}`],
+      );
+      assert.deepEqual(row.rows, [{ retry_count: null }], count);
+    }
+  });
 });
 
 describe(`fuzz regressions: Stripe (${testDbKind})`, () => {

@@ -43,6 +43,9 @@ const CLOUD: Record<string, string> = {
   PUBLIC_BASE_URL: 'https://backend-abc123-ew.a.run.app',
   SESSION_SECRET: 's'.repeat(40),
   TASKS_INVOKER_SERVICE_ACCOUNT: INVOKER,
+  // Shedding on event-loop lag is on by default in cloud mode; on a busy CI machine a pause would
+  // turn these answers into 503s. load-shedding.test.ts tests it; buildTestApp turns it off too.
+  SHED_EVENT_LOOP_LAG_MS: '0',
 };
 
 describe('createTask in cloud mode, against a local server in place of cloudtasks.googleapis.com', () => {
