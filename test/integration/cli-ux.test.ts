@@ -34,35 +34,48 @@ after(() => {
 /** The stated goal for a read-only command's own time (Node's start aside). */
 const TARGET_MS = 300;
 /**
- * What the test asserts: the best of three runs under three times the goal, because this machine
- * is shared (two cores, several test suites at once) and one slow run says nothing. The figures
- * themselves are printed as diagnostics, each marked against the goal.
+ * What the test asserts: the best of three runs, by CPU time (what the command itself costs, which
+ * other suites on the same two cores do not change), under three times the goal; and by wall time
+ * under a bound that only a command waiting on something (a timeout, a retry) would pass. One slow
+ * run on a shared machine says nothing. The figures are printed as diagnostics, marked against the goal.
  */
 const BOUND_MS = 3 * TARGET_MS;
+const WALL_BOUND_MS = 10 * TARGET_MS;
 
 /** Runs a command with BACKEND_CLI_TIMING and returns its result and own time (bin/backend.js). */
-async function timed(args: string[], env: Record<string, string>): Promise<CliResult & { ownMs: number }> {
+async function timed(
+  args: string[],
+  env: Record<string, string>,
+): Promise<CliResult & { ownMs: number; ownCpuMs: number }> {
   const r = await runBackend(args, { ...env, BACKEND_CLI_TIMING: '1' });
   const m = /^backend timing: (\{.*\})$/m.exec(r.stderr);
   assert.ok(m, `no timing line from ${args.join(' ')}: ${r.stderr}`);
-  const { ownMs } = JSON.parse(m[1]!) as { ownMs: number };
-  return { ...r, stderr: r.stderr.replace(m[0], '').trim(), ownMs };
+  const { ownMs, ownCpuMs } = JSON.parse(m[1]!) as { ownMs: number; ownCpuMs: number };
+  return { ...r, stderr: r.stderr.replace(m[0], '').trim(), ownMs, ownCpuMs };
 }
 
 /** Best and median of three runs; asserts every run exits 0 and the best is within BOUND_MS. */
 async function measure(t: TestContext, args: string[], env: Record<string, string>): Promise<number> {
-  const times: number[] = [];
+  const cpu: number[] = [];
+  const wall: number[] = [];
   for (let i = 0; i < 3; i++) {
     const r = await timed(args, env);
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-    times.push(r.ownMs);
+    cpu.push(r.ownCpuMs);
+    wall.push(r.ownMs);
   }
-  times.sort((a, b) => a - b);
-  const [best, median] = [times[0]!, times[1]!];
+  const byValue = (a: number, b: number) => a - b;
+  cpu.sort(byValue);
+  wall.sort(byValue);
+  const [best, median] = [cpu[0]!, cpu[1]!];
   t.diagnostic(
-    `backend ${args.join(' ')}: own time best ${best} ms, median ${median} ms (${best <= TARGET_MS ? 'within' : 'OVER'} the ${TARGET_MS} ms goal)`,
+    `backend ${args.join(' ')}: own time best ${wall[0]} ms, median ${wall[1]} ms (${wall[0]! <= TARGET_MS ? 'within' : 'OVER'} the ${TARGET_MS} ms goal); CPU best ${best} ms, median ${median} ms`,
   );
-  assert.ok(best < BOUND_MS, `backend ${args.join(' ')} took at best ${best} ms of its own`);
+  assert.ok(best < BOUND_MS, `backend ${args.join(' ')} took at best ${best} ms of CPU of its own`);
+  assert.ok(
+    wall[0]! < WALL_BOUND_MS,
+    `backend ${args.join(' ')} took at best ${wall[0]} ms of its own: waiting on something?`,
+  );
   return best;
 }
 
