@@ -2,6 +2,7 @@
 // own headers and body, OIDC tokens that verify against the emulator's JWKS, the dispatch deadline,
 // Retry-After, RunTask on a paused queue, and dispatch without tick() in auto mode.
 import assert from 'node:assert/strict';
+import net, { type AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { OAuth2Client } from 'google-auth-library';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
@@ -303,5 +304,102 @@ describe('auto-dispatch', () => {
     );
     await all;
     assert.deepEqual(target.requests.map((r) => r.path).sort(), Array.from({ length: 20 }, (_, i) => `/n/${i}`).sort());
+  });
+});
+
+describe('delivery on the wire', () => {
+  test('a refused connection and a connection cut before the answer are UNAVAILABLE attempts, named as node:http names them', async (t) => {
+    const { emulator, clock } = await startTestEmulator();
+    // A port that was just free: nothing listens on it.
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    // A server that reads the request and drops the connection without a word.
+    const cutter = net.createServer((socket) => socket.once('data', () => socket.destroy()));
+    await new Promise<void>((resolve) => cutter.listen(0, '127.0.0.1', resolve));
+    const cutterPort = (cutter.address() as AddressInfo).port;
+    const client = tasksClient(emulator, 'grpc');
+    t.after(() => Promise.all([client.close(), emulator.close(), new Promise((r) => cutter.close(r))]));
+    const queue = `${PARENT}/queues/wire`;
+    await client.createQueue({ parent: PARENT, queue: { name: queue } });
+    const [refused] = await client.createTask({
+      parent: queue,
+      task: { httpRequest: { url: `http://127.0.0.1:${closedPort}/x` } },
+    });
+    const [cut] = await client.createTask({
+      parent: queue,
+      task: { httpRequest: { url: `http://127.0.0.1:${cutterPort}/x`, body: Buffer.from('{}') } },
+    });
+    const retries = collect(emulator, 'task:retry-scheduled');
+    await emulator.tick();
+    assert.deepEqual(
+      retries.map((r) => [r.task, r.error, r.status]).sort(),
+      [
+        [refused.name, 'ECONNREFUSED', undefined],
+        [cut.name, 'ECONNRESET', undefined],
+      ].sort(),
+    );
+    for (const [name, message] of [
+      [refused.name, 'ECONNREFUSED'],
+      [cut.name, 'ECONNRESET'],
+    ] as const) {
+      const [after] = await client.getTask({ name });
+      assert.equal(after.lastAttempt?.responseStatus?.code, 14, `${name}: UNAVAILABLE`);
+      assert.equal(after.lastAttempt?.responseStatus?.message, message);
+      assert.equal(after.responseCount, 0);
+    }
+    clock.advance(60_000);
+    await emulator.tick();
+    assert.equal(retries.length, 4, 'both are tried again after their backoff');
+  });
+
+  test('HTTP framing: Content-Length 0 on an empty POST, none on a GET, the body exact; credentials in the URL become Basic auth unless a token is asked for', async (t) => {
+    const { emulator } = await startTestEmulator();
+    const target = await startTarget();
+    const client = tasksClient(emulator, 'rest');
+    t.after(() => Promise.all([client.close(), emulator.close(), target.close()]));
+    const queue = `${PARENT}/queues/framing`;
+    await client.createQueue({ parent: PARENT, queue: { name: queue } });
+    const withUser = target.url.replace('http://', 'http://ops:s%3Dcret@');
+    const send = async (path: string, httpRequest: Record<string, unknown>) => {
+      await client.createTask({
+        parent: queue,
+        task: { name: `${queue}/tasks/${path}`, httpRequest: { url: `${target.url}/${path}`, ...httpRequest } },
+      });
+    };
+    await send('empty-post', {});
+    await send('get', { httpMethod: 'GET' });
+    await send('body', { body: Buffer.from('{"n":12345}'), headers: { 'Content-Type': 'application/json' } });
+    await client.createTask({
+      parent: queue,
+      task: { name: `${queue}/tasks/basic`, httpRequest: { url: `${withUser}/basic` } },
+    });
+    await client.createTask({
+      parent: queue,
+      task: {
+        name: `${queue}/tasks/oidc`,
+        httpRequest: { url: `${withUser}/oidc`, oidcToken: { serviceAccountEmail: SA } },
+      },
+    });
+    await emulator.tick();
+    await target.received(5);
+    const by = (path: string) => {
+      const r = target.requests.find((q) => q.path === `/${path}`);
+      assert.ok(r, path);
+      return r;
+    };
+    const header = (path: string, name: string) =>
+      Object.entries(by(path).headers).find(([k]) => k.toLowerCase() === name)?.[1];
+    assert.equal(header('empty-post', 'content-length'), '0');
+    assert.equal(by('empty-post').method, 'POST');
+    assert.equal(header('get', 'content-length'), undefined);
+    assert.equal(header('get', 'transfer-encoding'), undefined);
+    assert.equal(by('get').method, 'GET');
+    assert.equal(header('body', 'content-length'), '11');
+    assert.equal(by('body').body.toString(), '{"n":12345}');
+    assert.equal(by('body').headers['Content-Type'], 'application/json', 'the name as given, case kept');
+    assert.equal(header('basic', 'authorization'), `Basic ${Buffer.from('ops:s=cret').toString('base64')}`);
+    assert.match(header('oidc', 'authorization') ?? '', /^Bearer ey/);
   });
 });
