@@ -1,9 +1,9 @@
 // WhatsApp webhook bodies in the shapes Meta sends them (Cloud API, 2026: business-scoped user ids),
 // for the tests that build one by hand. Plain text messages from phone numbers have their builder
 // in the service itself (textWebhook in src/domains/whatsapp/webhook.ts: the start-up banner and
-// `backend whatsapp send` print it); this file has the rest: any change value, messages from users
+// `backend whatsapp send` print it), as has Meta's envelope (messagesEnvelope); this file has the rest: any change value, messages from users
 // known by BSUID, and status updates.
-import { signWebhook } from '../../src/domains/whatsapp/webhook.ts';
+import { messagesEnvelope, signWebhook } from '../../src/domains/whatsapp/webhook.ts';
 
 /** The phone number id textWebhook and the fake Graph API use unless told another. */
 export const PHONE_NUMBER_ID = '109876543210987';
@@ -14,24 +14,7 @@ export const newWamid = (tag = 'TEST') => `wamid.HBg${tag}${++seq}x${Date.now().
 
 /** Meta's envelope around one `messages` change value (as an object: JSON.stringify it to post it). */
 export function messagesWebhook(value: Record<string, unknown>, phoneNumberId = PHONE_NUMBER_ID) {
-  return {
-    object: 'whatsapp_business_account',
-    entry: [
-      {
-        id: '210987654321098',
-        changes: [
-          {
-            field: 'messages',
-            value: {
-              messaging_product: 'whatsapp',
-              metadata: { display_phone_number: '15550101234', phone_number_id: phoneNumberId },
-              ...value,
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return messagesEnvelope(value, phoneNumberId);
 }
 
 export interface WhatsAppUser {

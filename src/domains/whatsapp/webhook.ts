@@ -254,7 +254,26 @@ export function textWebhook(messages: ExampleMessage[], phoneNumberId = '1098765
     profile: { name: m.name ?? 'WhatsApp user' },
     wa_id: m.from,
   }));
-  return JSON.stringify({
+  return JSON.stringify(
+    messagesEnvelope(
+      {
+        contacts,
+        messages: messages.map((m) => ({
+          from: m.from,
+          id: m.wamid,
+          timestamp: String(m.timestamp ?? 1_793_836_800),
+          type: 'text',
+          text: { body: m.text },
+        })),
+      },
+      phoneNumberId,
+    ),
+  );
+}
+
+/** Meta's envelope around one `messages` change value (an object: JSON.stringify it to post it). */
+export function messagesEnvelope(value: Record<string, unknown>, phoneNumberId: string) {
+  return {
     object: 'whatsapp_business_account',
     entry: [
       {
@@ -265,18 +284,11 @@ export function textWebhook(messages: ExampleMessage[], phoneNumberId = '1098765
             value: {
               messaging_product: 'whatsapp',
               metadata: { display_phone_number: '15550101234', phone_number_id: phoneNumberId },
-              contacts,
-              messages: messages.map((m) => ({
-                from: m.from,
-                id: m.wamid,
-                timestamp: String(m.timestamp ?? 1_793_836_800),
-                type: 'text',
-                text: { body: m.text },
-              })),
+              ...value,
             },
           },
         ],
       },
     ],
-  });
+  };
 }
