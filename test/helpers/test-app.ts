@@ -1,11 +1,13 @@
 // Builds the real app (buildApp) over a fresh test database, with a local token issuer standing in
 // for Google's, for app.inject() tests.
+
 import type { FastifyInstance } from 'fastify';
 import type { TaskBackend } from '../../src/admin/deps.ts';
 import { buildApp } from '../../src/app.ts';
 import { TestClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
 import type { LoadSignals } from '../../src/http/plugins/load-shedding.ts';
+import type { Telemetry } from '../../src/observability/telemetry.ts';
 import { registry as defaultRegistry } from '../../src/task-registry.ts';
 import { closeTaskServices, createTaskServices } from '../../src/task-services.ts';
 import type { Enqueue, EnqueueOptions, TaskServices } from '../../src/tasks/define-task.ts';
@@ -44,6 +46,8 @@ export interface TestAppOptions {
   backend?: TaskBackend;
   /** Injected load signals (test/integration/load-shedding.test.ts); set SHED_* in env to turn shedding on. */
   loadSignals?: Partial<LoadSignals>;
+  /** Tracing and metrics (off by default): a test that reads the metrics starts a real exporter. */
+  telemetry?: Telemetry;
 }
 
 export async function buildTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -89,6 +93,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
     events,
     backend: options.backend,
     loadSignals: options.loadSignals,
+    telemetry: options.telemetry,
   });
   return {
     app,

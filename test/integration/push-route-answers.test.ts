@@ -6,10 +6,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
+import { loadConfig } from '../../src/config.ts';
+import { createTelemetry } from '../../src/observability/telemetry.ts';
 import { defineTask } from '../../src/tasks/define-task.ts';
 import { leaseMs } from '../../src/tasks/push-route.ts';
 import { createRegistry } from '../../src/tasks/registry.ts';
 import { NonRetryableError } from '../../src/tasks/task-errors.ts';
+import { freePort } from '../helpers/cli-process.ts';
 import { gate, push } from '../helpers/push.ts';
 import { buildTestApp, type TestApp } from '../helpers/test-app.ts';
 import { testDbKind } from '../helpers/test-db.ts';
@@ -227,5 +230,33 @@ describe(`push route answers (${testDbKind})`, () => {
     );
     assert.deepEqual([job.status, job.outcome, job.body.error], [200, 'dead', 'boom job (last allowed attempt)']);
     assert.deepEqual(seen.job, [{ attempt: 1, lastAttempt: true }]);
+  });
+});
+
+describe(`push route metrics (${testDbKind})`, () => {
+  test('a refused push is counted as unauthenticated under its task when registered, and under "(unknown)" otherwise', async (t) => {
+    const port = await freePort();
+    const config = loadConfig({ METRICS_EXPORTER: 'prometheus', METRICS_PORT: String(port) });
+    const telemetry = await createTelemetry(config.observability, 'proj-1');
+    const app = await buildTestApp({ registry, telemetry });
+    t.after(async () => {
+      await app.close();
+      await telemetry.shutdown();
+    });
+    for (const task of ['answers.limited', 'answers.limited', 'answers.nope', 'no such task']) {
+      const r = await push(app.app, app.issuer, task, { id: 'metric' }, { token: null });
+      assert.equal(r.status, 401);
+    }
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const runs = text.split('\n').filter((l) => l.startsWith('tasks_runs_total{'));
+    const count = (task: string) =>
+      runs
+        .find((l) => l.includes(`task="${task}"`) && l.includes('outcome="unauthenticated"'))
+        ?.split(' ')
+        .pop();
+    assert.equal(count('answers.limited'), '2', text);
+    // A name the caller made up never becomes a label: a metric's labels must stay few.
+    assert.equal(count('(unknown)'), '2', text);
+    assert.ok(!text.includes('answers.nope') && !text.includes('no such task'), text);
   });
 });

@@ -189,7 +189,7 @@ describe(`POST /tasks/{task} (${testDbKind})`, () => {
     holdAttempt.set(3, takeoverGate.promise);
     try {
       const zombie = push(t.app, t.issuer, 'test.noop', { id: 'z1' });
-      await t.events.waitFor('run:claimed', (e) => e.key === 'z1');
+      const { runId } = await t.events.waitFor('run:claimed', (e) => e.key === 'z1');
       // While the lease is live, another delivery is told to come back later.
       const early = await push(t.app, t.issuer, 'test.noop', { id: 'z1' }, { retryCount: 1 });
       assert.equal(early.status, 409);
@@ -202,10 +202,18 @@ describe(`POST /tasks/{task} (${testDbKind})`, () => {
       await takenOver;
       // The zombie finishes while the new attempt still runs: its completion must not count.
       const fenced = t.events.waitFor('run:fenced', (e) => e.key === 'z1');
+      const fromLine = t.logs.lines.length;
       zombieGate.open();
       const late = await zombie;
       assert.equal(late.status, 409);
       assert.equal((await fenced).attempt, 1);
+      // The late answer names the run, and the discarded outcome is logged with what was lost.
+      assert.equal(late.body.error.message, `Run ${runId} is being executed by another delivery.`);
+      const lost = t.logs.lines
+        .slice(fromLine)
+        .find((l) => l.message === 'attempt lost its lease to a newer delivery; its outcome was discarded');
+      assert.ok(lost, 'the fenced completion was logged');
+      assert.deepEqual([lost.severity, lost.task, lost.runId, lost.attempt], ['WARNING', 'test.noop', runId, 1]);
       const during = await taskRuns.findRun(t.db, 'test.noop', 'z1');
       assert.equal(during?.status, 'running');
       assert.equal(during?.attempts, 2);
