@@ -323,6 +323,22 @@ async function restClientCeiling(): Promise<Row> {
   };
 }
 
+/** Waits (up to the phase's time limit) until `expected` more requests than `base` reached the target. */
+async function untilDelivered(
+  target: { received: () => number },
+  base: number,
+  expected: number,
+  started: number,
+  where: string,
+  measure: string,
+): Promise<Row> {
+  const deadline = Date.now() + PHASE_TIMEOUT_MS;
+  while (target.received() - base < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+  const seconds = (performance.now() - started) / 1000;
+  const count = target.received() - base;
+  return { where, measure, count, seconds, perSecond: count / seconds };
+}
+
 async function endToEnd(where: string, endpoints: Endpoints): Promise<Row> {
   const target = await startTarget();
   const tasks = client(endpoints, 'grpc');
@@ -336,18 +352,7 @@ async function endToEnd(where: string, endpoints: Endpoints): Promise<Row> {
   const row = await withCpu(endpoints, async () => {
     const started = performance.now();
     const created = await drive(TASKS, CALLERS, create);
-    const deadline = Date.now() + PHASE_TIMEOUT_MS;
-    while (target.received() - base < created.count && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 2));
-    const seconds = (performance.now() - started) / 1000;
-    const count = target.received() - base;
-    return {
-      where,
-      measure: `end-to-end (create → 200), ${QUEUES} queues`,
-      count,
-      seconds,
-      perSecond: count / seconds,
-    };
+    return untilDelivered(target, base, created.count, started, where, `end-to-end (create → 200), ${QUEUES} queues`);
   });
   await tasks.close();
   await target.close();
@@ -379,18 +384,7 @@ async function drain(where: string, endpoints: Endpoints): Promise<Row> {
   const row = await withCpu(endpoints, async () => {
     const started = performance.now();
     await Promise.all(queues.map((name) => tasks.resumeQueue({ name })));
-    const deadline = Date.now() + PHASE_TIMEOUT_MS;
-    while (target.received() - base < created.count && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 2));
-    const seconds = (performance.now() - started) / 1000;
-    const count = target.received() - base;
-    return {
-      where,
-      measure: `drain (resume → last 200), ${QUEUES} queues`,
-      count,
-      seconds,
-      perSecond: count / seconds,
-    };
+    return untilDelivered(target, base, created.count, started, where, `drain (resume → last 200), ${QUEUES} queues`);
   });
   await tasks.close();
   await target.close();
